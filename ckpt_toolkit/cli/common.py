@@ -1,0 +1,78 @@
+"""Shared CLI pieces: the YAML config loader and common options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import typer
+import yaml
+
+from ..errors import ParameterError
+from ..store import DEFAULT_STORE
+
+#: The common ``--store`` option; every command that reads or writes results uses it.
+STORE_OPTION = typer.Option(
+    Path(DEFAULT_STORE), "--store", "-s", help="Results store (DuckDB file)."
+)
+
+
+def _params(cmd: click.Command) -> set[str]:
+    return {p.name for p in cmd.params if p.name}
+
+
+def load_cli_config(path: Path, root: click.Command) -> dict[str, Any]:
+    """Turn a YAML config into click's ``default_map`` for ``root``'s subcommands.
+
+    Unknown keys are errors, so a typo never silently falls back to a default.
+    """
+    if not path.is_file():
+        raise ParameterError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParameterError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ParameterError(f"config file {path} must hold a mapping of option names to values")
+
+    # every leaf command, by its space-separated path ("zoo train", "probe")
+    leaves: dict[str, click.Command] = {}
+
+    def walk(cmd: click.Command, prefix: str) -> None:
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                walk(sub, f"{prefix} {name}".strip())
+        else:
+            leaves[prefix] = cmd
+
+    walk(root, "")
+    scoped = {k: v for k, v in data.items() if isinstance(v, dict) and k.replace("_", " ") in leaves or isinstance(v, dict) and k in leaves}
+    globals_ = {k.replace("-", "_"): v for k, v in data.items() if k not in scoped}
+    all_opts = set().union(*(_params(c) for c in leaves.values())) if leaves else set()
+    bad = sorted(k for k in globals_ if k not in all_opts)
+    if bad:
+        raise ParameterError(
+            f"config file {path}: unknown option(s) {bad}; known options: {sorted(all_opts)}"
+        )
+
+    default_map: dict[str, Any] = {}
+    for leaf_path, cmd in leaves.items():
+        values = {k: v for k, v in globals_.items() if k in _params(cmd)}
+        scoped_vals = scoped.get(leaf_path) or scoped.get(leaf_path.replace(" ", "_")) or {}
+        for k, v in scoped_vals.items():
+            k = k.replace("-", "_")
+            if k not in _params(cmd):
+                raise ParameterError(
+                    f"config file {path}: '{leaf_path}' has no option {k!r}; "
+                    f"its options: {sorted(_params(cmd))}"
+                )
+            values[k] = v
+        if not values:
+            continue
+        node = default_map
+        parts = leaf_path.split()
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node.setdefault(parts[-1], {}).update(values)
+    return default_map

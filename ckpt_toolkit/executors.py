@@ -1,0 +1,96 @@
+"""Executors run a sweep's work units; the sweep code does not know which one runs it.
+
+A :class:`WorkUnit` is one (checkpoint, probe set) or (checkpoint, fine-tune task): a picklable
+top-level function and its arguments that returns rows (a list of dicts). Workers only return
+rows; the driver's ``on_result`` callback writes the store, so only the driver touches it.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm.auto import tqdm
+
+Rows = list[dict[str, Any]]
+
+
+@dataclass
+class WorkUnit:
+    """One task of a sweep. ``key`` names it in progress bars and failure reports."""
+
+    key: str
+    fn: Callable[..., Any]
+    args: tuple = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    #: resources a distributed executor asks for: {"num_cpus": 1, "num_gpus": 0, "memory": bytes}
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SweepReport:
+    """What happened: keys that finished and keys that failed (with the last error)."""
+
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        s = f"{len(self.done)} done, {len(self.failed)} failed"
+        for key, err in self.failed.items():
+            s += f"\n  FAILED {key}: {err.strip().splitlines()[-1] if err.strip() else err}"
+        return s
+
+
+class LocalExecutor:
+    """Runs units one after another in this process (the default)."""
+
+    name = "local"
+
+    def __init__(self, max_retries: int = 0, progress: bool = True, desc: str = "sweep"):
+        self.max_retries = max_retries
+        self.progress = progress
+        self.desc = desc
+
+    def run(
+        self, units: Sequence[WorkUnit], on_result: Callable[[WorkUnit, Any], None]
+    ) -> SweepReport:
+        report = SweepReport()
+        bar = tqdm(total=len(units), desc=self.desc, disable=not self.progress, unit="task")
+        for unit in units:
+            bar.set_postfix_str(unit.key[-40:], refresh=False)
+            for attempt in range(self.max_retries + 1):
+                try:
+                    result = unit.fn(*unit.args, **unit.kwargs)
+                except KeyboardInterrupt:
+                    bar.close()
+                    raise
+                except Exception:
+                    if attempt == self.max_retries:
+                        report.failed[unit.key] = traceback.format_exc()
+                    continue
+                on_result(unit, result)
+                report.done.append(unit.key)
+                break
+            bar.update(1)
+        bar.close()
+        return report
+
+
+def get_executor(name: str = "local", **options: Any) -> Any:
+    """``local`` (default) or ``ray`` (``pip install ckpt_toolkit[ray]``; options: address,
+    max_retries, resources)."""
+    if name == "local":
+        return LocalExecutor(**{k: v for k, v in options.items() if k in ("max_retries", "progress", "desc")})
+    if name == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(**options)
+    from .errors import ParameterError
+
+    raise ParameterError(f"unknown executor {name!r}; choose 'local' or 'ray'")
