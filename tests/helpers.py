@@ -1,0 +1,80 @@
+"""Builders shared by the tests: tiny real checkpoints made with transformers, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"] + [f"<extra_id_{i}>" for i in range(8)]
+
+CORPUS = [
+    "The capital of Avalon is Brill. The river Esk flows through Brill.",
+    "Question: What is 3 plus 4? Answer: 7",
+    "def add(a, b):\n    return a + b\nprint(add(2, 3))  # 5",
+    "Mira gave the red ball to Tom. Tom put the ball in the box.",
+    "If it rains, the ground gets wet. The ground is wet, so maybe it rained.",
+] * 20
+
+
+def make_tokenizer(out_dir: str | Path | None = None, vocab_size: int = 300):
+    """A byte-level BPE tokenizer trained on a few sentences, as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        additional_special_tokens=SPECIAL_TOKENS[4:],
+    )
+    if out_dir is not None:
+        fast.save_pretrained(str(out_dir))
+    return fast
+
+
+def make_tiny_checkpoint(
+    out_dir: str | Path,
+    seed: int = 0,
+    tokenizer=None,
+    hidden: int = 32,
+    layers: int = 2,
+    max_positions: int = 128,
+    vocab_size: int | None = None,
+    safe: bool = True,
+) -> Path:
+    """Save a tiny random-init Llama causal LM (and its tokenizer) to ``out_dir``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = tokenizer or make_tokenizer()
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=vocab_size or len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=max_positions,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(cfg)
+    model.save_pretrained(str(out_dir), safe_serialization=safe)
+    tokenizer.save_pretrained(str(out_dir))
+    return out_dir
