@@ -1,3 +1,20 @@
 """ckpt_toolkit: probe, fine-tune and compare series of pretraining checkpoints."""
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # lazy public API: `import ckpt_toolkit` stays cheap (no torch/transformers import)
+    if name in ("load_checkpoint", "resolve_source", "fingerprint", "CheckpointRef"):
+        from . import checkpoints
+
+        return getattr(checkpoints, name)
+    if name in ("ResultsStore", "open_store"):
+        from . import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module 'ckpt_toolkit' has no attribute {name!r}")
+
+
+__all__ = ["CheckpointRef", "ResultsStore", "fingerprint", "load_checkpoint", "open_store",
+           "resolve_source", "__version__"]
