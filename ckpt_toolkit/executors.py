@@ -86,7 +86,9 @@ def get_executor(name: str = "local", **options: Any) -> Any:
     """``local`` (default) or ``ray`` (``pip install ckpt_toolkit[ray]``; options: address,
     max_retries, resources)."""
     if name == "local":
-        return LocalExecutor(**{k: v for k, v in options.items() if k in ("max_retries", "progress", "desc")})
+        return LocalExecutor(
+            **{k: v for k, v in options.items() if k in ("max_retries", "progress", "desc")}
+        )
     if name == "ray":
         from .ray_executor import RayExecutor
 

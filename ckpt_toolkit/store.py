@@ -86,6 +86,12 @@ def normalize_row(row: Mapping[str, Any], index: int = 0) -> dict[str, Any]:
     unknown = set(row) - set(COLUMNS)
     if unknown:
         raise StoreError(f"row {index}: unknown column(s) {sorted(unknown)}; known: {COLUMNS}")
+    raw_value = row.get("value")
+    if isinstance(raw_value, float) and not math.isfinite(raw_value):
+        raise StoreError(
+            f"row {index} ({row.get('checkpoint')} / {row.get('probe')} / {row.get('task')} / "
+            f"{row.get('metric')}): value is {raw_value} (not finite); refusing to store it"
+        )
     out = {c: _clean(row.get(c)) for c in COLUMNS}
     for col in REQUIRED:
         if out[col] is None or out[col] == "":

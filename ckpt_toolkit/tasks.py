@@ -84,8 +84,10 @@ def _parse_item(raw: object, path: Path, lineno: int, default_task: str) -> Task
     gold = raw["gold"]
     choices = raw.get("choices")
     if choices is not None:
-        if not isinstance(choices, list) or len(choices) < 2 or not all(
-            isinstance(c, str) for c in choices
+        if (
+            not isinstance(choices, list)
+            or len(choices) < 2
+            or not all(isinstance(c, str) for c in choices)
         ):
             raise TaskFileError(f"{where}: 'choices' must be a list of at least two strings")
         if isinstance(gold, bool) or not isinstance(gold, int):

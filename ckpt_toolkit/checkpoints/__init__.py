@@ -8,7 +8,19 @@ from .ref import CheckpointRef
 from .resolve import resolve_manifest, resolve_source, resolve_trainer_folder
 
 __all__ = [
-    "CheckpointRef", "LoadedCheckpoint", "count_params", "fingerprint", "folder_fingerprint",
-    "load_checkpoint", "local_folder", "opened_checkpoint", "parse_hub_spec", "read_safetensors_header",
-    "resolve_manifest", "resolve_source", "resolve_trainer_folder", "unload", "verify_folder",
+    "CheckpointRef",
+    "LoadedCheckpoint",
+    "count_params",
+    "fingerprint",
+    "folder_fingerprint",
+    "load_checkpoint",
+    "local_folder",
+    "opened_checkpoint",
+    "parse_hub_spec",
+    "read_safetensors_header",
+    "resolve_manifest",
+    "resolve_source",
+    "resolve_trainer_folder",
+    "unload",
+    "verify_folder",
 ]

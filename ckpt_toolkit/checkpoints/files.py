@@ -85,9 +85,15 @@ def pickle_files(folder: Path) -> list[Path]:
     """Pickled weight files (``.bin``/``.pt``/``.pth``/``.ckpt``) of a folder."""
     out = []
     for pattern in ("*.bin", "*.pt", "*.pth", "*.ckpt"):
-        out.extend(p for p in folder.glob(pattern) if p.is_file() and "optimizer" not in p.name
-                   and "training_args" not in p.name and "scheduler" not in p.name
-                   and "rng_state" not in p.name)
+        out.extend(
+            p
+            for p in folder.glob(pattern)
+            if p.is_file()
+            and "optimizer" not in p.name
+            and "training_args" not in p.name
+            and "scheduler" not in p.name
+            and "rng_state" not in p.name
+        )
     return sorted(out)
 
 

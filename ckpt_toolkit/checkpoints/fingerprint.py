@@ -19,8 +19,15 @@ from .ref import CheckpointRef
 CHUNK = 64 * 1024
 WHOLE_FILE_LIMIT = 4 * 1024 * 1024
 N_SAMPLES = 8
-SMALL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model",
-               "special_tokens_map.json", "vocab.json", "merges.txt")
+SMALL_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+)
 
 
 def _file_digest(path: Path, h: hashlib._Hash) -> None:
@@ -37,7 +44,9 @@ def _file_digest(path: Path, h: hashlib._Hash) -> None:
             n = int.from_bytes(head, "little")
             h.update(fh.read(min(n, 16 * 1024 * 1024)))
         rng = random.Random(size)  # offsets depend only on the size: reproducible
-        offsets = [0, max(0, size - CHUNK)] + [rng.randrange(0, size - CHUNK) for _ in range(N_SAMPLES)]
+        offsets = [0, max(0, size - CHUNK)] + [
+            rng.randrange(0, size - CHUNK) for _ in range(N_SAMPLES)
+        ]
         for off in sorted(set(offsets)):
             fh.seek(off)
             h.update(fh.read(CHUNK))
@@ -51,7 +60,11 @@ def folder_fingerprint(folder: str | Path) -> str:
         p = folder / name
         if p.is_file():
             _file_digest(p, h)
-    for p in safetensors_files(folder) + [p for p in sorted(folder.glob("*.index.json"))] + pickle_files(folder):
+    for p in (
+        safetensors_files(folder)
+        + [p for p in sorted(folder.glob("*.index.json"))]
+        + pickle_files(folder)
+    ):
         _file_digest(p, h)
     return h.hexdigest()[:20]
 

@@ -12,8 +12,13 @@ from .ref import CheckpointRef
 
 HUB_PREFIXES = ("hf://", "hub://", "hf:")
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "tokenizer*"]
-STEP_PATTERNS = (r"(?:^|[_\-/])step[_\-]?(\d+)", r"ckpt[_\-]?(\d+)", r"checkpoint[_\-](\d+)",
-                 r"global_step(\d+)", r"iter[_\-]?(\d+)")
+STEP_PATTERNS = (
+    r"(?:^|[_\-/])step[_\-]?(\d+)",
+    r"ckpt[_\-]?(\d+)",
+    r"checkpoint[_\-](\d+)",
+    r"global_step(\d+)",
+    r"iter[_\-]?(\d+)",
+)
 
 
 def is_hub_spec(source: str) -> bool:
@@ -34,7 +39,7 @@ def parse_hub_spec(source: str) -> tuple[str, list[str | None]]:
     body = source
     for p in HUB_PREFIXES:
         if body.startswith(p):
-            body = body[len(p):]
+            body = body[len(p) :]
             break
     repo, _, revs = body.partition("@")
     if not re.fullmatch(r"[\w.\-]+(/[\w.\-]+)?", repo):
@@ -73,8 +78,14 @@ def resolve_hub(source: str, run: str | None = None) -> list[CheckpointRef]:
         step = step_from_name(rev) if rev else None
         refs.append(
             CheckpointRef(
-                path=repo, run=run or repo.split("/")[-1], step=step, revision=rev, kind="hub",
-                name="" if step is not None or rev is None else f"{run or repo.split('/')[-1]}@{rev}",
+                path=repo,
+                run=run or repo.split("/")[-1],
+                step=step,
+                revision=rev,
+                kind="hub",
+                name=""
+                if step is not None or rev is None
+                else f"{run or repo.split('/')[-1]}@{rev}",
             )
         )
     return refs
@@ -99,8 +110,9 @@ def download(repo: str, revision: str | None, local_only: bool = False) -> Path 
 
     try:
         return Path(
-            snapshot_download(repo, revision=revision, allow_patterns=WEIGHT_PATTERNS,
-                              local_files_only=local_only)
+            snapshot_download(
+                repo, revision=revision, allow_patterns=WEIGHT_PATTERNS, local_files_only=local_only
+            )
         )
     except Exception as exc:  # noqa: BLE001
         if local_only:

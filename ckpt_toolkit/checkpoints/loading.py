@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -64,8 +65,9 @@ def _load_pickled_model(folder: Path, files: list[Path], dtype, trust_remote_cod
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code,
-                                        local_files_only=True)
+    config = AutoConfig.from_pretrained(
+        str(folder), trust_remote_code=trust_remote_code, local_files_only=True
+    )
     model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     state: dict = {}
     for f in files:
@@ -78,7 +80,9 @@ def _load_pickled_model(folder: Path, files: list[Path], dtype, trust_remote_cod
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [m for m in missing if not m.endswith("lm_head.weight")]
     if missing:
-        raise CheckpointError(f"weights in {folder} lack {len(missing)} tensors, e.g. {missing[:3]}")
+        raise CheckpointError(
+            f"weights in {folder} lack {len(missing)} tensors, e.g. {missing[:3]}"
+        )
     if getattr(config, "tie_word_embeddings", False):
         model.tie_weights()
     if dtype != "auto":
@@ -111,6 +115,19 @@ def load_checkpoint(
         raise CheckpointError(f"checkpoint folder not found: {folder} ({ref.name})")
     if not (folder / "config.json").is_file():
         raise CheckpointError(f"missing config.json in {folder} ({ref.name})")
+    if not trust_remote_code:
+        try:
+            cfg = json.loads((folder / "config.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(
+                f"config.json in {folder} is not valid JSON ({exc.msg})"
+            ) from None
+        if cfg.get("auto_map"):
+            raise CheckpointError(
+                f"{folder} needs custom code (config.json has auto_map: "
+                f"{sorted(cfg['auto_map'])}); trust_remote_code is off unless you pass "
+                "trust_remote_code=True (--trust-remote-code)"
+            )
     safe = safetensors_files(folder)
     for f in safe:
         read_safetensors_header(f)  # raises on truncation/corruption, naming the file
@@ -119,8 +136,11 @@ def load_checkpoint(
     try:
         if safe:
             model = AutoModelForCausalLM.from_pretrained(
-                str(folder), dtype=torch_dtype, use_safetensors=True,
-                trust_remote_code=trust_remote_code, local_files_only=True,
+                str(folder),
+                dtype=torch_dtype,
+                use_safetensors=True,
+                trust_remote_code=trust_remote_code,
+                local_files_only=True,
             )
         else:
             pickled = pickle_files(folder)
@@ -144,7 +164,9 @@ def load_checkpoint(
             ) from None
         raise CheckpointError(f"cannot load model from {folder}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - safetensors/transformers errors become one type
-        raise CheckpointError(f"cannot load model from {folder}: {type(exc).__name__}: {exc}") from None
+        raise CheckpointError(
+            f"cannot load model from {folder}: {type(exc).__name__}: {exc}"
+        ) from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             str(folder), trust_remote_code=trust_remote_code, local_files_only=True
@@ -176,7 +198,9 @@ def unload(model: Any) -> None:
 
 
 @contextlib.contextmanager
-def opened_checkpoint(ref_or_path: CheckpointRef | str | Path, **kwargs: Any) -> Iterator[LoadedCheckpoint]:
+def opened_checkpoint(
+    ref_or_path: CheckpointRef | str | Path, **kwargs: Any
+) -> Iterator[LoadedCheckpoint]:
     """``with opened_checkpoint(ref) as (model, tok): ...`` — memory is freed on exit."""
     loaded = load_checkpoint(ref_or_path, **kwargs)
     try:

@@ -18,14 +18,25 @@ from typing import Any
 import yaml
 
 from ..errors import SourceError
-from .files import count_params
+from .files import count_params, pickle_files, safetensors_files
 from .hub import is_hub_spec, resolve_hub, step_from_name
 from .ref import CheckpointRef
 
 MANIFEST_NAMES = ("manifest.csv", "manifest.yaml", "manifest.yml")
 #: manifest columns that are fields of CheckpointRef; every other column goes to ``config``
-REF_COLUMNS = {"path", "run", "step", "tokens", "params", "name", "checkpoint", "revision",
-               "family", "commit_sha", "tokens_per_step"}
+REF_COLUMNS = {
+    "path",
+    "run",
+    "step",
+    "tokens",
+    "params",
+    "name",
+    "checkpoint",
+    "revision",
+    "family",
+    "commit_sha",
+    "tokens_per_step",
+}
 TokensPerStep = int | Mapping[str, int] | None
 
 
@@ -60,7 +71,10 @@ def _trainer_state_tokens(folder: Path) -> int | None:
 
 
 def _is_hf_folder(p: Path) -> bool:
-    return p.is_dir() and (p / "config.json").is_file()
+    """A model folder: a config or weight files (a missing config is reported by the loader)."""
+    return p.is_dir() and (
+        (p / "config.json").is_file() or bool(safetensors_files(p)) or bool(pickle_files(p))
+    )
 
 
 def _trainer_checkpoints(folder: Path) -> list[tuple[int, Path]]:
@@ -72,7 +86,9 @@ def _trainer_checkpoints(folder: Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def _local_ref(folder: Path, run: str, step: int | None, tps: int | None, kind: str) -> CheckpointRef:
+def _local_ref(
+    folder: Path, run: str, step: int | None, tps: int | None, kind: str
+) -> CheckpointRef:
     tokens = _trainer_state_tokens(folder)
     if tokens is None and step is not None and tps:
         tokens = step * tps
@@ -80,11 +96,14 @@ def _local_ref(folder: Path, run: str, step: int | None, tps: int | None, kind: 
         params = count_params(folder)
     except Exception:  # noqa: BLE001 - a corrupt file is reported by verify/load, not here
         params = None
-    return CheckpointRef(path=str(folder), run=run, step=step, tokens=tokens, params=params, kind=kind)
+    return CheckpointRef(
+        path=str(folder), run=run, step=step, tokens=tokens, params=params, kind=kind
+    )
 
 
-def resolve_trainer_folder(folder: Path, run: str | None = None,
-                           tokens_per_step: TokensPerStep = None) -> list[CheckpointRef]:
+def resolve_trainer_folder(
+    folder: Path, run: str | None = None, tokens_per_step: TokensPerStep = None
+) -> list[CheckpointRef]:
     """A run folder of ``checkpoint-N`` subfolders (transformers Trainer layout)."""
     run = run or folder.name
     tps = _tps_for(run, tokens_per_step)
@@ -97,7 +116,9 @@ def _read_manifest_rows(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any
         with path.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             if not reader.fieldnames or "path" not in reader.fieldnames:
-                raise SourceError(f"manifest {path} needs a 'path' column (found: {reader.fieldnames})")
+                raise SourceError(
+                    f"manifest {path} needs a 'path' column (found: {reader.fieldnames})"
+                )
             return [dict(r) for r in reader], {}
     try:
         data = yaml.safe_load(path.read_text())
@@ -118,7 +139,9 @@ def _read_manifest_rows(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any
     return rows, defaults
 
 
-def resolve_manifest(path: str | Path, tokens_per_step: TokensPerStep = None) -> list[CheckpointRef]:
+def resolve_manifest(
+    path: str | Path, tokens_per_step: TokensPerStep = None
+) -> list[CheckpointRef]:
     """Checkpoints listed in a manifest (CSV or YAML). Paths are relative to the manifest."""
     path = Path(path)
     if not path.is_file():
@@ -140,15 +163,17 @@ def resolve_manifest(path: str | Path, tokens_per_step: TokensPerStep = None) ->
             base = hub[0]
         else:
             folder = (path.parent / loc).resolve() if not Path(loc).is_absolute() else Path(loc)
-            base = CheckpointRef(path=str(folder), run=str(row.get("run") or folder.parent.name),
-                                 kind="manifest")
+            base = CheckpointRef(
+                path=str(folder), run=str(row.get("run") or folder.parent.name), kind="manifest"
+            )
         run = str(row.get("run") or base.run)
         step = _int_or_none(row.get("step"), f"{where}, step")
         if step is None:
             step = base.step if base.step is not None else step_from_name(loc)
         tokens = _int_or_none(row.get("tokens"), f"{where}, tokens")
         tps = _int_or_none(row.get("tokens_per_step"), f"{where}, tokens_per_step") or _tps_for(
-            run, tokens_per_step)
+            run, tokens_per_step
+        )
         if tokens is None and step is not None and tps:
             tokens = step * tps
         params = _int_or_none(row.get("params"), f"{where}, params")
@@ -157,13 +182,20 @@ def resolve_manifest(path: str | Path, tokens_per_step: TokensPerStep = None) ->
                 params = count_params(Path(base.path))
             except Exception:  # noqa: BLE001
                 params = None
-        refs.append(base.with_(
-            run=run, step=step, tokens=tokens, params=params,
-            name=str(row.get("name") or row.get("checkpoint") or ""),
-            revision=row.get("revision") or base.revision,
-            family=row.get("family"), commit_sha=row.get("commit_sha"),
-            world=str(world) if world.is_dir() else None, config=config,
-        ))
+        refs.append(
+            base.with_(
+                run=run,
+                step=step,
+                tokens=tokens,
+                params=params,
+                name=str(row.get("name") or row.get("checkpoint") or ""),
+                revision=row.get("revision") or base.revision,
+                family=row.get("family"),
+                commit_sha=row.get("commit_sha"),
+                world=str(world) if world.is_dir() else None,
+                config=config,
+            )
+        )
         if not refs[-1].name:
             refs[-1] = refs[-1].with_(name=f"{run}@{'final' if step is None else f'step{step}'}")
     return refs
@@ -182,7 +214,9 @@ def resolve_source(
     if isinstance(source, CheckpointRef):
         return [source]
     if isinstance(source, list):
-        return [r for s in source for r in resolve_source(s, tokens_per_step=tokens_per_step, run=run)]
+        return [
+            r for s in source for r in resolve_source(s, tokens_per_step=tokens_per_step, run=run)
+        ]
     if isinstance(source, str) and is_hub_spec(source):
         refs = resolve_hub(source, run=run)
         tps = None
@@ -193,7 +227,8 @@ def resolve_source(
         return out
     path = Path(source)
     if not path.exists():
-        hint = " (hub repos are written hf://org/name@revision)" if "/" in str(source) else ""
+        looks_like_repo = str(source).count("/") == 1 and not str(source).startswith((".", "/"))
+        hint = " (hub repos are written hf://org/name@revision)" if looks_like_repo else ""
         raise SourceError(f"checkpoint source not found: {source}{hint}")
     if path.is_file():
         if path.suffix.lower() in (".csv", ".yaml", ".yml"):
@@ -207,8 +242,15 @@ def resolve_source(
         elif _is_hf_folder(path):
             name = run or path.name
             step = step_from_name(path.name)
-            refs = [_local_ref(path, name if step is None else (run or path.parent.name), step,
-                               _tps_for(name, tokens_per_step), "local")]
+            refs = [
+                _local_ref(
+                    path,
+                    name if step is None else (run or path.parent.name),
+                    step,
+                    _tps_for(name, tokens_per_step),
+                    "local",
+                )
+            ]
         elif _trainer_checkpoints(path):
             refs = resolve_trainer_folder(path, run, tokens_per_step)
         else:
@@ -223,5 +265,12 @@ def resolve_source(
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise SourceError(f"source {source} resolves to duplicate checkpoint names {dup[:3]}")
-    return sorted(refs, key=lambda r: (r.run, r.tokens if r.tokens is not None else -1,
-                                       r.step if r.step is not None else -1))
+    # within a run, steps order checkpoints (tokens may be known for only some of them)
+    return sorted(
+        refs,
+        key=lambda r: (
+            r.run,
+            r.step if r.step is not None else -1,
+            r.tokens if r.tokens is not None else -1,
+        ),
+    )

@@ -13,8 +13,12 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
+
+try:  # typer >= 0.20 vendors click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover
+    from click import ClickException
 
 from ..errors import CkptError
 from .common import load_cli_config
@@ -32,7 +36,7 @@ app = typer.Typer(
 @app.callback()
 def _root(
     ctx: typer.Context,
-    config: Optional[Path] = typer.Option(
+    config: Path | None = typer.Option(
         None, "--config", "-c", help="YAML file of option values; CLI flags override it."
     ),
 ) -> None:
@@ -55,7 +59,18 @@ def _register_all() -> None:
         zoo,
     )
 
-    for module in (checkpoints, store_cmds, zoo, probe, finetune, importers, dynamics, pairwise, report, demo):
+    for module in (
+        checkpoints,
+        store_cmds,
+        zoo,
+        probe,
+        finetune,
+        importers,
+        dynamics,
+        pairwise,
+        report,
+        demo,
+    ):
         module.register(app)
 
 
@@ -66,19 +81,19 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ckpt`` console script."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="ckpt", standalone_mode=False)
+        rc = command.main(args=argv, prog_name="ckpt", standalone_mode=False)
     except CkptError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
+        typer.secho(f"error: {exc}", fg="red", err=True)
         return 2
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
         return 130
-    except click.ClickException as exc:
+    except ClickException as exc:
         exc.show()
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,9 +1,84 @@
-"""CLI commands for this area (registered into the `ckpt` app)."""
+"""``ckpt checkpoints list SOURCE [--verify]``: what a source resolves to."""
 
 from __future__ import annotations
 
+import json
+
 import typer
+
+from ..checkpoints import fingerprint, resolve_source, verify_folder
+from ..checkpoints.loading import local_folder
+from ..errors import CkptError
+
+
+def parse_tokens_per_step(value: str | None) -> int | dict[str, int] | None:
+    """``2097152`` (every run) or ``runA=1024,runB=2048`` (per run)."""
+    if not value:
+        return None
+    if "=" not in value:
+        return int(value)
+    out = {}
+    for part in value.split(","):
+        run, _, n = part.partition("=")
+        out[run.strip()] = int(n)
+    return out
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add the ``checkpoints`` group to ``app``."""
+    group = typer.Typer(help="Inspect checkpoint sources.", no_args_is_help=True)
+    app.add_typer(group, name="checkpoints")
+
+    @group.command("list")
+    def list_(
+        source: str = typer.Argument(
+            ..., help="Folder, checkpoint-N folders, manifest (.csv/.yaml), or hf://org/repo@rev"
+        ),
+        verify: bool = typer.Option(
+            False, "--verify", help="Check each checkpoint's files and name the broken ones."
+        ),
+        tokens_per_step: str | None = typer.Option(
+            None, "--tokens-per-step", help="N, or run=N,run2=M: tokens seen = step x N."
+        ),
+        fingerprints: bool = typer.Option(False, "--fingerprint", help="Show weight fingerprints."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
+    ) -> None:
+        """Show what SOURCE resolves to: run, step, tokens, params, path."""
+        refs = resolve_source(source, tokens_per_step=parse_tokens_per_step(tokens_per_step))
+        broken = 0
+        rows = []
+        for ref in refs:
+            row = {
+                "checkpoint": ref.name,
+                "run": ref.run,
+                "step": ref.step,
+                "tokens": ref.tokens,
+                "params": ref.params,
+                "path": ref.path + (f"@{ref.revision}" if ref.revision else ""),
+            }
+            if fingerprints:
+                try:
+                    row["fingerprint"] = fingerprint(ref)
+                except CkptError as exc:
+                    row["fingerprint"] = f"? ({exc})"
+            if verify:
+                try:
+                    problems = verify_folder(local_folder(ref))
+                except CkptError as exc:
+                    problems = [str(exc)]
+                row["status"] = "ok" if not problems else "BROKEN: " + "; ".join(problems)
+                broken += bool(problems)
+            rows.append(row)
+        if as_json:
+            for row in rows:
+                typer.echo(json.dumps(row))
+        else:
+            cols = list(rows[0]) if rows else []
+            widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+            typer.echo("  ".join(c.ljust(widths[c]) for c in cols))
+            for r in rows:
+                typer.echo("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
+            typer.echo(f"{len(refs)} checkpoint(s) in {len({r.run for r in refs})} run(s)")
+        if broken:
+            typer.secho(f"{broken} broken checkpoint(s)", fg="red", err=True)
+            raise typer.Exit(1)

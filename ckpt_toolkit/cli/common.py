@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 import yaml
 
@@ -18,11 +17,11 @@ STORE_OPTION = typer.Option(
 )
 
 
-def _params(cmd: click.Command) -> set[str]:
+def _params(cmd: Any) -> set[str]:
     return {p.name for p in cmd.params if p.name}
 
 
-def load_cli_config(path: Path, root: click.Command) -> dict[str, Any]:
+def load_cli_config(path: Path, root: Any) -> dict[str, Any]:
     """Turn a YAML config into click's ``default_map`` for ``root``'s subcommands.
 
     Unknown keys are errors, so a typo never silently falls back to a default.
@@ -37,18 +36,26 @@ def load_cli_config(path: Path, root: click.Command) -> dict[str, Any]:
         raise ParameterError(f"config file {path} must hold a mapping of option names to values")
 
     # every leaf command, by its space-separated path ("zoo train", "probe")
-    leaves: dict[str, click.Command] = {}
+    leaves: dict[str, Any] = {}
 
-    def walk(cmd: click.Command, prefix: str) -> None:
-        if isinstance(cmd, click.Group):
+    def walk(cmd: Any, prefix: str) -> None:
+        if hasattr(cmd, "commands"):  # a group
             for name, sub in cmd.commands.items():
                 walk(sub, f"{prefix} {name}".strip())
         else:
             leaves[prefix] = cmd
 
     walk(root, "")
-    scoped = {k: v for k, v in data.items() if isinstance(v, dict) and k.replace("_", " ") in leaves or isinstance(v, dict) and k in leaves}
-    globals_ = {k.replace("-", "_"): v for k, v in data.items() if k not in scoped}
+
+    def leaf_for(key: str) -> str | None:
+        for cand in (key, key.replace("_", " "), key.replace("-", " ")):
+            if cand in leaves:
+                return cand
+        return None
+
+    scoped = {leaf_for(k): v for k, v in data.items() if isinstance(v, dict) and leaf_for(k)}
+    data = {k: v for k, v in data.items() if not (isinstance(v, dict) and leaf_for(k))}
+    globals_ = {k.replace("-", "_"): v for k, v in data.items()}
     all_opts = set().union(*(_params(c) for c in leaves.values())) if leaves else set()
     bad = sorted(k for k in globals_ if k not in all_opts)
     if bad:
@@ -59,7 +66,7 @@ def load_cli_config(path: Path, root: click.Command) -> dict[str, Any]:
     default_map: dict[str, Any] = {}
     for leaf_path, cmd in leaves.items():
         values = {k: v for k, v in globals_.items() if k in _params(cmd)}
-        scoped_vals = scoped.get(leaf_path) or scoped.get(leaf_path.replace(" ", "_")) or {}
+        scoped_vals = scoped.get(leaf_path) or {}
         for k, v in scoped_vals.items():
             k = k.replace("-", "_")
             if k not in _params(cmd):
