@@ -1,9 +1,74 @@
-"""CLI commands for this area (registered into the `ckpt` app)."""
+"""``ckpt finetune``: supervised fine-tuning ground truth for every checkpoint and SFT task."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from .common import STORE_OPTION
+
+
+def finetune_cmd(
+    source: str = typer.Argument(
+        ...,
+        help="Checkpoints: a folder, checkpoint-N folders, a manifest (zoo), or hf://org/repo@revs.",
+    ),
+    store: Path = STORE_OPTION,
+    tasks: list[Path] | None = typer.Option(
+        None,
+        "--tasks",
+        help="Task JSONL file or folder (repeatable); default: the zoo world's tasks.",
+    ),
+    spec: Path | None = typer.Option(
+        None, "--spec", help="YAML overriding the default fine-tuning spec (default_spec.yaml)."
+    ),
+    checkpoints: str = typer.Option(
+        "final", "--checkpoints", help="Which checkpoints per run: final, all or last:N."
+    ),
+    only: str | None = typer.Option(
+        None, "--only", help="Comma-separated SFT task names (default: all)."
+    ),
+    group_by: str = typer.Option(
+        "capability",
+        "--group-by",
+        help="SFT task = a capability (its task files are datasets) or a task.",
+    ),
+    executor: str = typer.Option("local", "--executor", help="local or ray."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="torch CPU threads for the local executor (default: torch's)."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+) -> None:
+    """Fine-tune checkpoints on each SFT task's train split; store test scores (probe 'sft')."""
+    from ..finetune import run_finetune
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    report = run_finetune(
+        source,
+        store,
+        tasks=[str(t) for t in tasks] if tasks else None,
+        spec=spec,
+        checkpoints=checkpoints,
+        executor=executor,
+        progress=progress,
+        only=[s.strip() for s in only.split(",") if s.strip()] if only else None,
+        group_by=group_by,
+        device=device,
+    )
+    typer.echo(
+        f"finetune: {len(report.done)} done, {len(report.skipped)} already stored, "
+        f"{len(report.failed)} failed; {report.rows_written} rows written to {store}"
+    )
+    if report.failed:
+        typer.echo(report.summary(), err=True)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``ckpt finetune`` to ``app``."""
+    app.command("finetune")(finetune_cmd)

@@ -1,9 +1,91 @@
-"""CLI commands for this area (registered into the `ckpt` app)."""
+"""``ckpt probe SOURCE``: perplexity, span-corruption perplexity and k-shot probes into the store."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from .common import STORE_OPTION
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add the ``probe`` command to ``app``."""
+
+    @app.command("probe")
+    def probe(
+        source: str = typer.Argument(
+            ..., help="Folder, checkpoint-N folders, manifest (.csv/.yaml), or hf://org/repo@rev"
+        ),
+        probes: str = typer.Option(
+            "ppl,sc_ppl,kshot", "--probes", "-p", help="Comma-separated: ppl, sc_ppl, kshot."
+        ),
+        tasks: Optional[str] = typer.Option(
+            None, "--tasks", "-t", help="Task JSONL file(s) or folder(s), comma-separated."
+        ),
+        heldout: Optional[str] = typer.Option(
+            None, "--heldout", help="Held-out text: <domain>.jsonl / .txt file(s) or folder(s)."
+        ),
+        shots: str = typer.Option("0", "--shots", help="k-shot settings, e.g. 0,5."),
+        batch_size: int = typer.Option(16, "--batch-size", "-b", help="Contexts per forward pass."),
+        limit: Optional[int] = typer.Option(
+            None, "--limit", help="Score at most N items / documents per task or domain."
+        ),
+        window: Optional[int] = typer.Option(
+            None, "--window", help="ppl/sc_ppl window in tokens (default: the model's)."
+        ),
+        stride: Optional[int] = typer.Option(
+            None, "--stride", help="ppl sliding-window stride (default: window // 2)."
+        ),
+        dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+        device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
+        store: Path = STORE_OPTION,
+        executor: str = typer.Option("local", "--executor", help="local or ray."),
+        address: Optional[str] = typer.Option(
+            None, "--address", help="Ray cluster address (with --executor ray)."
+        ),
+        tokens_per_step: Optional[str] = typer.Option(
+            None, "--tokens-per-step", help="N, or run=N,run2=M: tokens seen = step x N."
+        ),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    ) -> None:
+        """Probe every checkpoint of SOURCE; rows already in the store are not recomputed."""
+        from ..checkpoints import resolve_source
+        from ..probes import run_probes
+        from .checkpoints import parse_tokens_per_step
+
+        src: object = source
+        if tokens_per_step:
+            src = resolve_source(source, tokens_per_step=parse_tokens_per_step(tokens_per_step))
+        params: dict[str, dict] = {}
+        if window:
+            params["ppl"] = {"window": window}
+            params["sc_ppl"] = {"window": window}
+        if stride:
+            params.setdefault("ppl", {})["stride"] = stride
+        options: dict = {}
+        if executor == "ray" and address:
+            options["address"] = address
+        report = run_probes(
+            src,
+            store,
+            probes=probes,
+            tasks=tasks,
+            heldout=heldout,
+            shots=shots,
+            batch_size=batch_size,
+            limit=limit,
+            dtype=dtype,
+            device=device,
+            executor=executor,
+            executor_options=options,
+            progress=not quiet,
+            probe_params=params,
+        )
+        typer.echo(
+            f"{report.summary()}; {len(report.skipped)} probe(s) already in the store; "
+            f"{report.rows_written} rows written to {store}"
+        )
+        if not report.ok:
+            raise typer.Exit(1)

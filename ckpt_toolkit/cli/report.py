@@ -1,9 +1,77 @@
-"""CLI commands for this area (registered into the `ckpt` app)."""
+"""``ckpt report``: execute report notebooks with papermill and write self-contained HTML."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from .common import STORE_OPTION
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``ckpt report`` to ``app``."""
+
+    @app.command("report")
+    def report(
+        names: list[str] = typer.Argument(
+            ..., help="Report notebook name(s) (overview, dynamics, proxies, explorer) or 'all'."
+        ),
+        store: Path = STORE_OPTION,
+        out: Path = typer.Option(Path("reports"), "--out", "-o", help="Output folder."),
+        params: Optional[Path] = typer.Option(
+            None,
+            "--params",
+            help="YAML of parameter values: flat (each goes to the notebooks that declare it) "
+            "or per report ({dynamics: {runs: [...]}}).",
+        ),
+        grid: Optional[Path] = typer.Option(
+            None,
+            "--grid",
+            help="YAML grid of parameter sets: a list of mappings, or name: [values] "
+            "(cartesian product); one report per set.",
+        ),
+        include_code: bool = typer.Option(
+            False, "--include-code", help="Keep code cells and prompts in the HTML."
+        ),
+        timeout: float = typer.Option(600, "--timeout", help="Seconds per notebook."),
+        notebooks: Optional[Path] = typer.Option(
+            None, "--notebooks", help="Folder of report notebooks (default: the repository's)."
+        ),
+        kernel: Optional[str] = typer.Option(
+            None, "--kernel", help="Jupyter kernel (default: ckpt-toolkit, else python3)."
+        ),
+        list_params: bool = typer.Option(
+            False, "--list-params", help="Show each notebook's parameters and exit."
+        ),
+    ) -> None:
+        """Execute report notebooks on a results store; write DIR/<name>.ipynb, .html, index.html.
+
+        Exits with status 1 when any notebook failed (the others are still rendered).
+        """
+        from ..reports import declared_parameters, notebooks_dir, run_reports
+        from ..reports.runner import _resolve_names
+
+        if list_params:
+            nb_dir = notebooks_dir(notebooks)
+            for name in _resolve_names(names if names != ["all"] else "all", nb_dir):
+                typer.echo(f"{name}:")
+                for p in declared_parameters(nb_dir / f"{name}.ipynb").values():
+                    typer.echo(f"  {p.name}: {p.type_name} = {p.default!r}  # {p.help}")
+            return
+        results = run_reports(
+            "all" if names == ["all"] else names,
+            store,
+            out,
+            params=params,
+            grid=grid,
+            include_code=include_code,
+            timeout=timeout,
+            progress=True,
+            notebooks=notebooks,
+            kernel=kernel,
+        )
+        typer.echo(f"index: {Path(out) / 'index.html'}")
+        if not all(r.ok for r in results):
+            raise typer.Exit(1)

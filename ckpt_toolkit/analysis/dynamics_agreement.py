@@ -1,0 +1,538 @@
+"""Agreement analyses over capability curves (paper 2, "The Fine Line", §4–5).
+
+All take the :func:`~.dynamics.curves` table (and the :func:`~.dynamics.loss_table`), return a
+DataFrame with ``status``/``reason`` columns, and skip (with a reason) what too few checkpoints
+cannot support.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .dynamics import curve_noise
+
+MIN_POINTS = 4
+
+
+def _bench(cv: pd.DataFrame) -> pd.DataFrame:
+    return cv[cv["level"] == "benchmark"]
+
+
+def _wide(g: pd.DataFrame, value: str = "norm") -> pd.DataFrame:
+    """checkpoint x benchmark matrix of ``value`` (index sorted by x)."""
+    w = g.pivot_table(index="x", columns="benchmark", values=value, aggfunc="mean")
+    return w.sort_index()
+
+
+def trajectory_correlations(cv: pd.DataFrame) -> pd.DataFrame:
+    """Within-category trajectory correlation: for each run, category and pair of benchmarks in
+    it, Spearman and Pearson correlation of their normalised scores over shared checkpoints;
+    plus one ``pair="(mean)"`` summary row per (run, category)."""
+    rows: list[dict[str, Any]] = []
+    for (run, cat), g in _bench(cv).groupby(["run", "category"], sort=True):
+        w = _wide(g)
+        names = sorted(w.columns)
+        if len(names) < 2:
+            rows.append(
+                dict(
+                    run=run,
+                    category=cat,
+                    benchmark_a=names[0] if names else None,
+                    status="skipped",
+                    reason="only one benchmark in this category",
+                )
+            )
+            continue
+        rhos = []
+        for a, b in itertools.combinations(names, 2):
+            pair = w[[a, b]].dropna()
+            rec = dict(run=run, category=cat, benchmark_a=a, benchmark_b=b, n_points=len(pair))
+            if len(pair) < MIN_POINTS or pair[a].nunique() < 2 or pair[b].nunique() < 2:
+                rows.append(
+                    {
+                        **rec,
+                        "status": "skipped",
+                        "reason": f"{len(pair)} shared checkpoints (< {MIN_POINTS}) or flat",
+                    }
+                )
+                continue
+            sp = stats.spearmanr(pair[a], pair[b])[0]
+            pe = stats.pearsonr(pair[a], pair[b])[0]
+            rhos.append((sp, pe))
+            rows.append(
+                {**rec, "spearman": float(sp), "pearson": float(pe), "status": "ok", "reason": ""}
+            )
+        if rhos:
+            rows.append(
+                dict(
+                    run=run,
+                    category=cat,
+                    benchmark_a="(mean)",
+                    benchmark_b="(mean)",
+                    n_points=len(rhos),
+                    spearman=float(np.mean([r[0] for r in rhos])),
+                    pearson=float(np.mean([r[1] for r in rhos])),
+                    status="ok",
+                    reason=f"mean over {len(rhos)} pairs",
+                )
+            )
+    return pd.DataFrame(rows)
+
+
+def _ols_rmse(
+    xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray
+) -> tuple[float, float, float]:
+    """OLS y ~ 1 + x (statsmodels) fitted on train; (rmse on test, baseline rmse, slope)."""
+    import statsmodels.api as sm
+
+    fit = sm.OLS(ytr, sm.add_constant(xtr, has_constant="add")).fit()
+    pred = fit.predict(sm.add_constant(xte, has_constant="add"))
+    rmse = float(np.sqrt(np.mean((pred - yte) ** 2)))
+    base = float(np.sqrt(np.mean((ytr.mean() - yte) ** 2)))
+    return rmse, base, float(fit.params[1])
+
+
+def sibling_prediction(cv: pd.DataFrame, train_frac: float = 0.5) -> pd.DataFrame:
+    """Predict each benchmark's normalised curve from the mean of its category siblings.
+
+    Two held-out protocols (OLS ``y = α + β · mean(siblings)``):
+
+    * ``later_checkpoints`` — fit on the first ``train_frac`` of the run's checkpoints, score
+      the rest;
+    * ``other_runs`` — fit on every other run (size), score this run.
+
+    ``rmse`` is the held-out error; ``baseline_rmse`` predicts the training mean; ``skill`` =
+    1 − rmse / baseline_rmse (> 0: the siblings carry information).
+    """
+    b = _bench(cv)
+    pairs: dict[tuple[str, str, str], pd.DataFrame] = {}
+    rows: list[dict[str, Any]] = []
+    for (run, cat), g in b.groupby(["run", "category"], sort=True):
+        w = _wide(g)
+        for name in w.columns:
+            sibs = [c for c in w.columns if c != name]
+            if not sibs:
+                rows.append(
+                    dict(
+                        run=run,
+                        category=cat,
+                        benchmark=name,
+                        protocol="-",
+                        status="skipped",
+                        reason="no sibling benchmark in the category",
+                    )
+                )
+                continue
+            d = pd.DataFrame({"y": w[name], "x": w[sibs].mean(axis=1)}).dropna()
+            pairs[(run, cat, name)] = d
+    for (run, cat, name), d in pairs.items():
+        base = dict(run=run, category=cat, benchmark=name)
+        n_tr = int(math.floor(len(d) * train_frac))
+        if n_tr >= 3 and len(d) - n_tr >= 1:
+            r, bl, slope = _ols_rmse(
+                d["x"].to_numpy()[:n_tr],
+                d["y"].to_numpy()[:n_tr],
+                d["x"].to_numpy()[n_tr:],
+                d["y"].to_numpy()[n_tr:],
+            )
+            rows.append(
+                {
+                    **base,
+                    "protocol": "later_checkpoints",
+                    "n_train": n_tr,
+                    "n_test": len(d) - n_tr,
+                    "rmse": r,
+                    "baseline_rmse": bl,
+                    "skill": 1 - r / bl if bl > 0 else np.nan,
+                    "slope": slope,
+                    "status": "ok",
+                    "reason": "",
+                }
+            )
+        else:
+            rows.append(
+                {
+                    **base,
+                    "protocol": "later_checkpoints",
+                    "status": "skipped",
+                    "reason": f"{len(d)} checkpoints: too few to hold out later ones",
+                }
+            )
+        others = [v for (r_, c_, n_), v in pairs.items() if c_ == cat and n_ == name and r_ != run]
+        if others:
+            tr = pd.concat(others)
+            if len(tr) >= 3 and len(d) >= 1:
+                r, bl, slope = _ols_rmse(
+                    tr["x"].to_numpy(), tr["y"].to_numpy(), d["x"].to_numpy(), d["y"].to_numpy()
+                )
+                rows.append(
+                    {
+                        **base,
+                        "protocol": "other_runs",
+                        "n_train": len(tr),
+                        "n_test": len(d),
+                        "rmse": r,
+                        "baseline_rmse": bl,
+                        "skill": 1 - r / bl if bl > 0 else np.nan,
+                        "slope": slope,
+                        "status": "ok",
+                        "reason": "",
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def lead_lag(ph: pd.DataFrame) -> pd.DataFrame:
+    """Which category leads and which lags: per run, categories ranked by tokens to 50% of their
+    final normalised score (ties broken by emergence); then the mean rank over runs.
+
+    Rows with ``run="(all)"`` hold the mean rank and the role ("leads" / "lags" / "middle").
+    """
+    cols = ["run", "category", "x_50", "x_90", "emergence_x", "final_norm", "rank"]
+    if ph.empty or "x_50" not in ph:
+        return pd.DataFrame(columns=cols + ["status", "reason"])
+    c = ph[(ph["level"] == "category") & (ph["status"] == "ok")].copy()
+    rows = []
+    for _run, g in c.groupby("run", sort=True):
+        g = g.copy()
+        ok = g["x_50"].notna()
+        g["rank"] = np.nan
+        g.loc[ok, "rank"] = (
+            g.loc[ok, ["x_50", "emergence_x"]]
+            .apply(
+                lambda r: (r["x_50"], r["emergence_x"] if pd.notna(r["emergence_x"]) else np.inf),
+                axis=1,
+            )
+            .rank(method="min")
+        )
+        for _, r in g.iterrows():
+            rows.append(
+                {k: r.get(k) for k in cols}
+                | {
+                    "status": "ok" if ok[r.name] else "skipped",
+                    "reason": "" if ok[r.name] else "no learning signal (final within noise)",
+                }
+            )
+    out = pd.DataFrame(rows, columns=cols + ["status", "reason"])
+    ranked = out[out["rank"].notna()]
+    if not ranked.empty:
+        mean = ranked.groupby("category")["rank"].mean().sort_values()
+        for cat, rk in mean.items():
+            role = "leads" if rk == mean.min() else "lags" if rk == mean.max() else "middle"
+            if len(mean) == 1:
+                role = "only category"
+            xs = ranked[ranked["category"] == cat]
+            out.loc[len(out)] = {
+                "run": "(all)",
+                "category": cat,
+                "x_50": float(np.exp(np.log(xs["x_50"]).mean())),
+                "x_90": float(xs["x_90"].median()),
+                "emergence_x": float(xs["emergence_x"].median()),
+                "final_norm": float(xs["final_norm"].mean()),
+                "rank": rk,
+                "status": "ok",
+                "reason": role,
+            }
+    return out
+
+
+def size_agreement(cv: pd.DataFrame, n_grid: int = 20) -> pd.DataFrame:
+    """Do curve shapes agree across sizes once tokens are normalised?
+
+    For every curve (benchmark or category) and pair of runs: the shape is the LOWESS curve
+    divided by its final value, on a log grid of normalised tokens — ``fraction`` (x / final x)
+    or ``tokens_per_param`` (x / params). Reports the Pearson correlation of the two shapes and
+    their mean absolute difference over the overlapping range.
+    """
+    rows: list[dict[str, Any]] = []
+    if cv.empty or cv["run"].nunique() < 2:
+        return pd.DataFrame([dict(status="skipped", reason="needs at least two runs (sizes)")])
+    for (level, cat, bench), g in cv.groupby(["level", "category", "benchmark"], sort=True):
+        runs = {}
+        for run, h in g.groupby("run"):
+            h = h[h["x"] > 0].sort_values("x")
+            noise = curve_noise(h) if len(h) else float("nan")
+            if len(h) < MIN_POINTS:
+                continue
+            final = float(h["smooth"].iloc[-1])
+            if not math.isfinite(noise) or final <= 2 * noise:
+                rows.append(
+                    dict(
+                        level=level,
+                        category=cat,
+                        benchmark=bench,
+                        run_a=run,
+                        status="skipped",
+                        reason="no learning signal in this run",
+                    )
+                )
+                continue
+            runs[run] = (h, final)
+        for (ra, (ha, fa)), (rb, (hb, fb)) in itertools.combinations(sorted(runs.items()), 2):
+            for norm in ("fraction", "tokens_per_param"):
+                rec = dict(
+                    level=level,
+                    category=cat,
+                    benchmark=bench,
+                    run_a=ra,
+                    run_b=rb,
+                    normalisation=norm,
+                )
+                if norm == "fraction":
+                    ua, ub = ha["x"] / ha["x"].max(), hb["x"] / hb["x"].max()
+                else:
+                    pa, pb = ha["params"].iloc[0], hb["params"].iloc[0]
+                    if pd.isna(pa) or pd.isna(pb):
+                        rows.append({**rec, "status": "skipped", "reason": "params unknown"})
+                        continue
+                    ua, ub = ha["x"] / float(pa), hb["x"] / float(pb)
+                la, lb = np.log10(ua.to_numpy(float)), np.log10(ub.to_numpy(float))
+                lo, hi = max(la.min(), lb.min()), min(la.max(), lb.max())
+                if hi - lo <= 0:
+                    rows.append({**rec, "status": "skipped", "reason": "no overlap in range"})
+                    continue
+                grid = np.linspace(lo, hi, n_grid)
+                sa = np.interp(grid, la, ha["smooth"].to_numpy(float) / fa)
+                sb = np.interp(grid, lb, hb["smooth"].to_numpy(float) / fb)
+                corr = float(stats.pearsonr(sa, sb)[0]) if sa.std() > 0 and sb.std() > 0 else np.nan
+                rows.append(
+                    {
+                        **rec,
+                        "shape_corr": corr,
+                        "mean_abs_diff": float(np.mean(np.abs(sa - sb))),
+                        "overlap_decades": float(hi - lo),
+                        "status": "ok",
+                        "reason": "",
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def discordant_share(
+    loss: np.ndarray, score: np.ndarray, score_se: np.ndarray | None = None, z: float = 2.0
+) -> tuple[float, float, int]:
+    """Share of checkpoint pairs that loss orders differently from the score.
+
+    A pair (i, j) is discordant when the lower-loss checkpoint has the lower score. Returns
+    (share of all pairs with distinct values, share among pairs whose score difference exceeds
+    ``z`` stderrs — NaN without stderrs —, number of pairs).
+    """
+    n = len(loss)
+    disc = tot = disc_sig = tot_sig = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            dl, ds = loss[j] - loss[i], score[j] - score[i]
+            if dl == 0 or ds == 0:
+                continue
+            tot += 1
+            d = (dl < 0) != (ds > 0)  # lower loss should mean higher score
+            disc += d
+            if score_se is not None and np.isfinite(score_se[i]) and np.isfinite(score_se[j]):
+                if abs(ds) > z * math.hypot(score_se[i], score_se[j]):
+                    tot_sig += 1
+                    disc_sig += d
+    share = disc / tot if tot else float("nan")
+    share_sig = disc_sig / tot_sig if tot_sig else float("nan")
+    return share, share_sig, tot
+
+
+def loss_agreement(cv: pd.DataFrame, loss: pd.DataFrame) -> pd.DataFrame:
+    """Loss/perplexity vs capability along training, per run and curve.
+
+    ``spearman`` is the rank correlation of −loss with the normalised score (1 = loss orders
+    checkpoints exactly as the capability does); ``discordant_share`` the share of checkpoint
+    pairs ordered differently; ``discordant_share_beyond_noise`` the same among pairs whose score
+    difference exceeds 2 stderrs (for category curves the stderr of the mean).
+    """
+    rows: list[dict[str, Any]] = []
+    if loss.empty:
+        return pd.DataFrame(
+            [
+                dict(
+                    status="skipped",
+                    reason="no loss-like metric in the store "
+                    "(ppl probe loss, lambada_openai ppl, ...)",
+                )
+            ]
+        )
+    for (run, level, cat, bench), g in cv.groupby(
+        ["run", "level", "category", "benchmark"], sort=True
+    ):
+        lr = loss[loss["run"] == run]
+        base = dict(run=run, level=level, category=cat, benchmark=bench)
+        if lr.empty:
+            rows.append({**base, "status": "skipped", "reason": "run has no loss-like metric"})
+            continue
+        m = g.merge(lr[["checkpoint", "loss", "loss_source"]], on="checkpoint").dropna(
+            subset=["loss", "norm"]
+        )
+        if len(m) < 3:
+            rows.append(
+                {
+                    **base,
+                    "status": "skipped",
+                    "reason": f"{len(m)} checkpoints with both loss and score (< 3)",
+                }
+            )
+            continue
+        if m["loss"].nunique() < 2 or m["norm"].nunique() < 2:
+            rows.append(
+                {
+                    **base,
+                    "n_points": len(m),
+                    "status": "skipped",
+                    "reason": "constant loss or score: no ordering to compare",
+                }
+            )
+            continue
+        sp = stats.spearmanr(-m["loss"], m["norm"])[0]
+        share, share_sig, npairs = discordant_share(
+            m["loss"].to_numpy(float), m["norm"].to_numpy(float), m["norm_stderr"].to_numpy(float)
+        )
+        rows.append(
+            {
+                **base,
+                "loss_source": m["loss_source"].iloc[0],
+                "n_points": len(m),
+                "spearman": float(sp),
+                "discordant_share": share,
+                "discordant_share_beyond_noise": share_sig,
+                "n_pairs": npairs,
+                "status": "ok",
+                "reason": "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def training_phases(xs: np.ndarray) -> list[tuple[str, float, float]]:
+    """Split positive x values into early / mid / late thirds of the log-x range."""
+    pos = np.asarray(xs, float)
+    pos = pos[pos > 0]
+    if pos.size == 0:
+        return []
+    lo, hi = np.log10(pos.min()), np.log10(pos.max())
+    edges = np.linspace(lo, hi, 4)
+    return [
+        (name, float(10 ** edges[i]), float(10 ** edges[i + 1]))
+        for i, name in enumerate(("early", "mid", "late"))
+    ]
+
+
+def recommendations(
+    cv: pd.DataFrame, loss: pd.DataFrame | None = None, top_k: int = 2, z: float = 2.0
+) -> pd.DataFrame:
+    """Per training phase (early/mid/late thirds of log tokens) and category, the ``top_k``
+    metrics with the earliest reliable signal.
+
+    In each phase and run, a benchmark's ``snr`` is its smoothed rise across the phase divided by
+    its noise (median stderr, or LOWESS residual sd) and ``monotonic`` the Spearman correlation of
+    its score with x in the phase. A metric is *reliable* in a run when snr ≥ ``z`` and
+    monotonic ≥ 0.5; candidates are ranked by the share of runs where they are reliable, then by
+    mean snr (paper §5: watch the benchmarks that move above noise first in each phase). The
+    loss-like metric, when present, is a candidate of ``language_modeling`` (its drop counts as
+    signal).
+    """
+    b = _bench(cv)
+    if b.empty:
+        return pd.DataFrame([dict(status="skipped", reason="no benchmark curves")])
+    ph = training_phases(cv["x"].to_numpy())
+    cand = b[["run", "category", "benchmark", "x", "norm", "smooth", "norm_stderr"]].copy()
+    if loss is not None and not loss.empty:
+        lc = loss.copy()
+        lc = lc.assign(
+            category="language_modeling",
+            benchmark="loss:" + lc["loss_source"],
+            norm=-lc["loss"],
+            norm_stderr=np.nan,
+        )
+        lc = lc.sort_values(["run", "x"])
+        lc["smooth"] = np.nan
+        for _, idx in lc.groupby("run").groups.items():
+            from .dynamics import lowess_smooth
+
+            lc.loc[idx, "smooth"] = lowess_smooth(lc.loc[idx, "x"], lc.loc[idx, "norm"])
+        cand = pd.concat([cand, lc[cand.columns]], ignore_index=True)
+    stats_rows = []
+    for (run, cat, bench), g in cand.groupby(["run", "category", "benchmark"], sort=True):
+        g = g.sort_values("x")
+        noise = curve_noise(g)
+        for name, lo, hi in ph:
+            h = g[(g["x"] >= lo * (1 - 1e-9)) & (g["x"] <= hi * (1 + 1e-9))]
+            if len(h) < 3 or not math.isfinite(noise) or noise <= 0:
+                continue
+            rise = float(h["smooth"].iloc[-1] - h["smooth"].iloc[0])
+            mono = stats.spearmanr(h["x"], h["norm"])[0] if h["norm"].nunique() > 1 else 0.0
+            snr = rise / noise
+            stats_rows.append(
+                dict(
+                    phase=name,
+                    run=run,
+                    category=cat,
+                    benchmark=bench,
+                    snr=snr,
+                    monotonic=float(mono) if np.isfinite(mono) else 0.0,
+                    reliable=bool(snr >= z and mono >= 0.5),
+                )
+            )
+    st = pd.DataFrame(stats_rows)
+    rows: list[dict[str, Any]] = []
+    for name, lo, hi in ph:
+        for cat in sorted(cand["category"].unique()):
+            s = st[(st["phase"] == name) & (st["category"] == cat)] if not st.empty else st
+            base = dict(phase=name, x_from=lo, x_to=hi, category=cat)
+            if s.empty:
+                rows.append(
+                    {
+                        **base,
+                        "status": "skipped",
+                        "reason": "fewer than 3 checkpoints in this phase",
+                    }
+                )
+                continue
+            agg = (
+                s.groupby("benchmark")
+                .agg(
+                    reliable_share=("reliable", "mean"),
+                    mean_snr=("snr", "mean"),
+                    monotonic=("monotonic", "mean"),
+                    n_runs=("run", "nunique"),
+                )
+                .reset_index()
+            )
+            agg = agg.sort_values(["reliable_share", "mean_snr"], ascending=False)
+            good = agg[agg["reliable_share"] > 0]
+            if good.empty:
+                rows.append(
+                    {
+                        **base,
+                        "status": "ok",
+                        "benchmark": None,
+                        "reason": "no metric rises above noise in this phase "
+                        f"(best: {agg['benchmark'].iloc[0]}, "
+                        f"snr {agg['mean_snr'].iloc[0]:.2f})",
+                    }
+                )
+                continue
+            for rank, r in enumerate(good.head(top_k).itertuples(), start=1):
+                rows.append(
+                    {
+                        **base,
+                        "rank": rank,
+                        "benchmark": r.benchmark,
+                        "reliable_share": r.reliable_share,
+                        "mean_snr": r.mean_snr,
+                        "monotonic": r.monotonic,
+                        "n_runs": r.n_runs,
+                        "status": "ok",
+                        "reason": f"rises {r.mean_snr:.1f}x its noise; reliable in "
+                        f"{r.reliable_share:.0%} of runs",
+                    }
+                )
+    return pd.DataFrame(rows)

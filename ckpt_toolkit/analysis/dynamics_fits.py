@@ -1,0 +1,123 @@
+"""Fitted learning curves with extrapolation error from early checkpoints (paper 2, §4).
+
+Two models of the normalised score ``y`` against ``u = x / x_max`` (x > 0 only):
+
+* ``power_law``:  y = a · u^b
+* ``saturating``: y = c − b · u^(−a)  (a > 0: rises towards the ceiling c)
+
+Each is fitted (scipy ``curve_fit``) on all checkpoints (in-sample RMSE) and on the early ones
+only (x ≤ ``early_frac`` · x_max); the early fit is extrapolated to the later checkpoints and its
+held-out RMSE and error at the final checkpoint are reported — how far ahead a curve can be
+forecast from the start of training.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .dynamics import CURVE_KEYS
+
+
+def _power(u: np.ndarray, a: float, b: float) -> np.ndarray:
+    return a * np.power(u, b)
+
+
+def _saturating(u: np.ndarray, c: float, b: float, a: float) -> np.ndarray:
+    return c - b * np.power(u, -a)
+
+
+MODELS: dict[str, tuple[Callable[..., np.ndarray], list[float], tuple[list[float], list[float]]]]
+MODELS = {
+    "power_law": (_power, [0.5, 0.2], ([-10.0, -5.0], [10.0, 5.0])),
+    "saturating": (_saturating, [0.5, 0.1, 0.3], ([-1.0, -10.0, 1e-4], [1.5, 10.0, 3.0])),
+}
+
+
+def fit_model(name: str, u: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """Least-squares parameters of model ``name`` on (u, y), or None when the fit fails."""
+    from scipy.optimize import curve_fit
+
+    fn, p0, bounds = MODELS[name]
+    if len(u) < len(p0) + 1:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            params, _ = curve_fit(fn, u, y, p0=p0, bounds=bounds, maxfev=20000)
+    except (RuntimeError, ValueError):
+        return None
+    return params
+
+
+def _rmse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((a - b) ** 2))) if len(a) else float("nan")
+
+
+def fit_curves(
+    curve_df: pd.DataFrame, early_frac: float = 0.25, min_points: int = 5
+) -> pd.DataFrame:
+    """Fit both models to every curve of a :func:`~.dynamics.curves` table.
+
+    Columns: run, level, category, benchmark, model, params (JSON list), rmse (in-sample),
+    early_until_x, n_early, n_heldout, rmse_heldout (early fit on later points), pred_final,
+    actual_final, error_final, status, reason.
+    """
+    rows: list[dict[str, Any]] = []
+    if curve_df.empty:
+        return pd.DataFrame(columns=CURVE_KEYS + ["model", "status", "reason"])
+    for key, g in curve_df.groupby(CURVE_KEYS, sort=True):
+        g = g[(g["x"] > 0) & g["norm"].notna()].sort_values("x")
+        base = dict(zip(CURVE_KEYS, key))
+        x = g["x"].to_numpy(float)
+        y = g["norm"].to_numpy(float)
+        for name, (fn, _, _) in MODELS.items():
+            rec: dict[str, Any] = {**base, "model": name, "n_points": len(x)}
+            if len(x) < min_points:
+                rows.append(
+                    {
+                        **rec,
+                        "status": "skipped",
+                        "reason": f"{len(x)} checkpoints with x > 0 (< {min_points})",
+                    }
+                )
+                continue
+            u = x / x.max()
+            p = fit_model(name, u, y)
+            if p is None:
+                rows.append({**rec, "status": "skipped", "reason": "fit did not converge"})
+                continue
+            rec.update(params=[round(float(v), 6) for v in p], rmse=_rmse(fn(u, *p), y))
+            early = x <= early_frac * x.max()
+            rec.update(
+                early_until_x=float(x[early].max()) if early.any() else np.nan,
+                n_early=int(early.sum()),
+                n_heldout=int((~early).sum()),
+                actual_final=float(y[-1]),
+            )
+            pe = fit_model(name, u[early], y[early]) if early.sum() >= min_points - 1 else None
+            if pe is None or not (~early).any():
+                rec.update(
+                    status="ok",
+                    reason="too few early checkpoints to extrapolate"
+                    if pe is None
+                    else "no later checkpoints to extrapolate to",
+                )
+            else:
+                pred = fn(u[~early], *pe)
+                rec.update(
+                    rmse_heldout=_rmse(pred, y[~early]),
+                    pred_final=float(pred[-1]),
+                    error_final=float(pred[-1] - y[-1]),
+                    status="ok",
+                    reason="",
+                )
+            rows.append(rec)
+    out = pd.DataFrame(rows)
+    if "params" in out:
+        out["params"] = out["params"].map(lambda v: None if not isinstance(v, list) else str(v))
+    return out

@@ -1,0 +1,187 @@
+"""Pair-level building blocks of the pairwise analysis (arXiv 2504.12491, §3 "Pairwise evaluation").
+
+Everything here is a pure function of numpy arrays: one entry per model. A *pair* (i, j) is
+*valid* for a target when the models' target scores differ by more than ``min_gap``; a proxy
+*credits* a valid pair with 1 when it orders the two models like the target does, 0 when it
+orders them the other way, and 0.5 (``ties="half"``) or nothing (``ties="exclude"``) when the
+proxy ties. Matrices are symmetric n×n with a False diagonal, so sums over them count every
+unordered pair twice — ratios are unaffected.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ParameterError
+
+TIES = ("half", "exclude")
+#: relative tolerance under which two proxy values count as a tie (guards float noise in sums)
+TIE_RTOL = 1e-12
+
+
+def check_ties(ties: str) -> str:
+    """Validate the tie rule (``half`` or ``exclude``)."""
+    if ties not in TIES:
+        raise ParameterError(f"ties must be one of {TIES}, not {ties!r}")
+    return ties
+
+
+def proxy_ties(p: np.ndarray) -> np.ndarray:
+    """n×n boolean: the proxy values of i and j are equal (up to :data:`TIE_RTOL`)."""
+    p = np.asarray(p, dtype=float)
+    scale = np.maximum(np.abs(p)[:, None], np.abs(p)[None, :])
+    return np.abs(p[:, None] - p[None, :]) <= TIE_RTOL * scale
+
+
+def valid_pairs(t: np.ndarray, min_gap: float = 0.0) -> np.ndarray:
+    """n×n boolean: pairs whose target gap |t_i − t_j| exceeds ``min_gap`` (a true tie or a gap
+    at or below ``min_gap`` carries no order to predict, so the pair is left out)."""
+    t = np.asarray(t, dtype=float)
+    return np.abs(t[:, None] - t[None, :]) > min_gap
+
+
+def credit_matrix(
+    t: np.ndarray, p: np.ndarray, *, min_gap: float = 0.0, ties: str = "half"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(credit, mask): per-pair credit of proxy ``p`` on target ``t`` and the pairs that count.
+
+    ``credit[i, j]`` is 1 if sign(p_i − p_j) = sign(t_i − t_j), 0 if opposite and 0.5 on a
+    proxy tie (``ties="half"``); with ``ties="exclude"`` proxy ties are removed from ``mask``.
+    """
+    check_ties(ties)
+    t = np.asarray(t, dtype=float)
+    p = np.asarray(p, dtype=float)
+    mask = valid_pairs(t, min_gap)
+    tie = proxy_ties(p)
+    agree = np.sign(p[:, None] - p[None, :]) == np.sign(t[:, None] - t[None, :])
+    credit = np.where(tie, 0.5, agree.astype(float))
+    if ties == "exclude":
+        mask = mask & ~tie
+    return credit, mask
+
+
+def score_credit(credit: np.ndarray, mask: np.ndarray) -> tuple[float, int]:
+    """(accuracy, number of unordered pairs) of a credit matrix; NaN accuracy when no pair."""
+    n2 = int(mask.sum())
+    if n2 == 0:
+        return float("nan"), 0
+    return float((credit * mask).sum() / n2), n2 // 2
+
+
+def bootstrap_weights(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, n) multiplicities of a model-level bootstrap (resampling models, not pairs,
+    because pairs sharing a model are dependent)."""
+    if n_boot <= 0 or n == 0:
+        return np.zeros((0, n))
+    idx = rng.integers(0, n, size=(n_boot, n))
+    return np.stack([np.bincount(row, minlength=n) for row in idx]).astype(float)
+
+
+def bootstrap_accuracy(credit: np.ndarray, mask: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Accuracy under each bootstrap resample of models.
+
+    A resample holding model i w_i times holds every pair (i, j) w_i·w_j times; copies of one
+    model have no target gap, so they never form a valid pair. Hence
+    acc_b = Σ w_i w_j c_ij m_ij / Σ w_i w_j m_ij.
+    """
+    if weights.shape[0] == 0:
+        return np.zeros(0)
+    num = np.einsum("bi,ij,bj->b", weights, credit * mask, weights)
+    den = np.einsum("bi,ij,bj->b", weights, mask.astype(float), weights)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap samples, ignoring NaN; (NaN, NaN) when empty."""
+    s = np.asarray(samples, dtype=float)
+    s = s[np.isfinite(s)]
+    if s.size == 0:
+        return float("nan"), float("nan")
+    a = (1 - level) / 2
+    return float(np.quantile(s, a)), float(np.quantile(s, 1 - a))
+
+
+def minmax(x: np.ndarray) -> np.ndarray:
+    """Min-max normalise to [0, 1] over the pool; a constant column maps to 0."""
+    x = np.asarray(x, dtype=float)
+    lo, hi = np.nanmin(x), np.nanmax(x)
+    if not np.isfinite(hi - lo) or hi == lo:
+        return np.zeros_like(x)
+    return (x - lo) / (hi - lo)
+
+
+def robust_z(x: np.ndarray) -> np.ndarray:
+    """|x − median| / (1.4826·MAD); falls back to the mean absolute deviation (×1.2533) when the
+    MAD is 0; all zeros when the column is constant."""
+    x = np.asarray(x, dtype=float)
+    med = np.nanmedian(x)
+    dev = np.abs(x - med)
+    scale = 1.4826 * np.nanmedian(dev)
+    if not scale > 0:
+        scale = 1.2533 * np.nanmean(dev)
+    if not scale > 0:
+        return np.zeros_like(x)
+    return dev / scale
+
+
+def flag_rows(
+    table: pd.DataFrame, columns: list[str], models: pd.Series, *, z_max: float = 5.0
+) -> pd.DataFrame:
+    """Suspicious cells: NaN / infinite values and values with robust z above ``z_max``.
+
+    Returns a ``flags`` table (model, column, value, robust_z, reason, action); ``action`` is
+    ``excluded`` for non-finite values (the model is left out of the whole analysis) and
+    ``kept`` for outliers (reported, still used unless the caller drops them).
+    """
+    rows = []
+    for col in columns:
+        x = pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=float)
+        finite = np.isfinite(x)
+        z = np.full_like(x, np.nan)
+        if finite.sum() >= 3:
+            z[finite] = robust_z(x[finite])
+        for i in range(len(x)):
+            if not finite[i]:
+                what = "missing (NaN)" if np.isnan(x[i]) else "not finite"
+                rows.append((models.iloc[i], col, x[i], np.nan, f"{col} is {what}", "excluded"))
+            elif z[i] > z_max:
+                rows.append(
+                    (
+                        models.iloc[i],
+                        col,
+                        x[i],
+                        float(z[i]),
+                        f"{col} is far outside the pool's range (robust z {z[i]:.1f} > {z_max})",
+                        "kept",
+                    )
+                )
+    return pd.DataFrame(rows, columns=["model", "column", "value", "robust_z", "reason", "action"])
+
+
+def rank_correlations(
+    t: np.ndarray, p: np.ndarray, weights_idx: np.ndarray
+) -> dict[str, float | tuple[float, float]]:
+    """Spearman ρ and Kendall τ-b of proxy vs target, with percentile intervals over bootstrap
+    resamples of models (``weights_idx``: (n_boot, n) index arrays)."""
+    from scipy import stats
+
+    def both(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+        if np.ptp(a) == 0 or np.ptp(b) == 0:
+            return float("nan"), float("nan")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(stats.spearmanr(a, b)[0]), float(stats.kendalltau(a, b)[0])
+
+    rho, tau = both(t, p)
+    boots = np.array([both(t[ix], p[ix]) for ix in weights_idx]) if len(weights_idx) else None
+    out: dict[str, float | tuple[float, float]] = {"spearman": rho, "kendall": tau}
+    if boots is not None:
+        out["spearman_ci"] = percentile_ci(boots[:, 0])
+        out["kendall_ci"] = percentile_ci(boots[:, 1])
+    else:
+        out["spearman_ci"] = out["kendall_ci"] = (float("nan"), float("nan"))
+    return out

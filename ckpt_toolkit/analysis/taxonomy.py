@@ -1,0 +1,226 @@
+"""Capability taxonomy: benchmark → category, chance level and score metric.
+
+Defaults live in ``taxonomy.yaml`` next to this module; a user YAML of the same shape is merged
+over them (``load_taxonomy(path)``). Categories follow "The Fine Line" (arXiv 2404.01204, §3):
+knowledge/examination, reading comprehension, commonsense, reasoning/math, code, plus language
+modelling. Scores are normalised against chance, ``(s − chance) / (1 − chance)``, so that 0 means
+"no better than guessing" and 1 means perfect, and benchmarks can be averaged within a category.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from ..errors import ParameterError
+
+DEFAULT_TAXONOMY_PATH = Path(__file__).with_name("taxonomy.yaml")
+UNKNOWN_CATEGORY = "other"
+
+
+@dataclass(frozen=True)
+class BenchmarkInfo:
+    """What the taxonomy knows about one task name."""
+
+    task: str
+    benchmark: str  # the benchmark it is reported under (its group, e.g. "mmlu", or itself)
+    category: str
+    chance: float | None
+    metric: str | None  # preferred score metric, None = the taxonomy's score_metrics order
+    known: bool = True
+
+
+@dataclass
+class Taxonomy:
+    """Benchmark → category mapping with chance levels; see ``taxonomy.yaml`` for the shape."""
+
+    categories: dict[str, str]
+    benchmarks: dict[str, dict[str, Any]]
+    patterns: dict[str, dict[str, Any]]
+    capability_aliases: dict[str, str]
+    score_metrics: list[str]
+    lower_is_better: list[str]
+    loss_metrics: list[dict[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> Taxonomy:
+        """Build from a parsed YAML mapping; raises :class:`ParameterError` naming ``source``."""
+        tax = cls(
+            categories=dict(data.get("categories") or {}),
+            benchmarks={str(k): dict(v or {}) for k, v in (data.get("benchmarks") or {}).items()},
+            patterns={str(k): dict(v or {}) for k, v in (data.get("patterns") or {}).items()},
+            capability_aliases=dict(data.get("capability_aliases") or {}),
+            score_metrics=list(data.get("score_metrics") or ["acc"]),
+            lower_is_better=list(data.get("lower_is_better") or []),
+            loss_metrics=list(data.get("loss_metrics") or []),
+        )
+        tax.validate(source)
+        return tax
+
+    def validate(self, source: str) -> None:
+        """Check categories and chance levels; raise :class:`ParameterError` on the first issue."""
+        for kind, entries in (("benchmarks", self.benchmarks), ("patterns", self.patterns)):
+            for name, entry in entries.items():
+                unknown = set(entry) - {"category", "chance", "metric", "group"}
+                if unknown:
+                    raise ParameterError(
+                        f"taxonomy {source}: {kind}.{name} has unknown key(s) {sorted(unknown)}"
+                    )
+                cat = entry.get("category")
+                if cat is None or cat not in self.categories:
+                    raise ParameterError(
+                        f"taxonomy {source}: {kind}.{name} has category {cat!r}; "
+                        f"known categories: {sorted(self.categories)}"
+                    )
+                ch = entry.get("chance")
+                if ch is not None and not (isinstance(ch, (int, float)) and 0 <= ch < 1):
+                    raise ParameterError(
+                        f"taxonomy {source}: {kind}.{name} has chance {ch!r}; need 0 <= chance < 1"
+                    )
+        for alias, cat in self.capability_aliases.items():
+            if cat not in self.categories:
+                raise ParameterError(
+                    f"taxonomy {source}: capability_aliases.{alias} → unknown category {cat!r}"
+                )
+
+    # -- lookups ---------------------------------------------------------------------------
+    def lookup(self, task: str, capability: str | None = None) -> BenchmarkInfo:
+        """Category, chance and group of ``task``; ``capability`` (a probe row's own label)
+        decides the category when the task is not in the taxonomy."""
+        entry: dict[str, Any] | None = self.benchmarks.get(task)
+        if entry is None:
+            low = task.lower()
+            entry = next((e for k, e in self.benchmarks.items() if k.lower() == low), None)
+        if entry is None:
+            entry = next((e for p, e in self.patterns.items() if fnmatch.fnmatch(task, p)), None)
+        if entry is not None:
+            group = entry.get("group")
+            return BenchmarkInfo(
+                task=task,
+                benchmark=str(group or task),
+                category=str(entry["category"]),
+                chance=None if entry.get("chance") is None else float(entry["chance"]),
+                metric=entry.get("metric"),
+            )
+        category = self.category_of_capability(capability)
+        return BenchmarkInfo(task, task, category, None, None, known=capability is not None)
+
+    def category_of_capability(self, capability: str | None) -> str:
+        """Map a capability label (e.g. the zoo's ``world_knowledge``) onto a category."""
+        if capability is None or (isinstance(capability, float) and math.isnan(capability)):
+            return UNKNOWN_CATEGORY
+        cap = str(capability)
+        if cap in self.categories:
+            return cap
+        return self.capability_aliases.get(cap, self.capability_aliases.get(cap.lower(), "other"))
+
+    def is_loss_metric(self, metric: str) -> bool:
+        """Whether ``metric`` is lower-is-better (perplexity, loss, bits per byte, ...)."""
+        return metric.split(",")[0] in self.lower_is_better
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, val in over.items():
+        if isinstance(val, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], val)
+        else:
+            out[key] = copy.deepcopy(val)
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ParameterError(f"taxonomy file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParameterError(f"taxonomy file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ParameterError(f"taxonomy file {path} must hold a mapping")
+    return data
+
+
+def load_taxonomy(path: str | Path | None = None, extra: dict[str, Any] | None = None) -> Taxonomy:
+    """The default taxonomy, with the YAML at ``path`` and the mapping ``extra`` merged over it.
+
+    A user file only needs the entries it adds or changes, e.g.::
+
+        categories: {safety: "refusals and toxicity"}
+        benchmarks:
+          my_qa: {category: knowledge, chance: 0.25}
+    """
+    data = _read_yaml(DEFAULT_TAXONOMY_PATH)
+    source = str(DEFAULT_TAXONOMY_PATH)
+    if path is not None:
+        data = _merge(data, _read_yaml(Path(path)))
+        source = str(path)
+    if extra:
+        data = _merge(data, extra)
+    return Taxonomy.from_dict(data, source)
+
+
+def normalize_score(value: Any, chance: Any) -> Any:
+    """Chance-normalised score ``(s − chance) / (1 − chance)`` (works on scalars and arrays).
+
+    0 = chance level, 1 = perfect; negative = below chance. A missing chance is treated as 0.
+    """
+    ch = 0.0 if chance is None else chance
+    if isinstance(ch, pd.Series):
+        ch = ch.fillna(0.0)
+    return (value - ch) / (1.0 - ch)
+
+
+def _provenance_chance(prov: Any) -> float | None:
+    if not isinstance(prov, str) or not prov:
+        return None
+    try:
+        data = json.loads(prov)
+    except ValueError:
+        return None
+    ch = data.get("chance") if isinstance(data, dict) else None
+    return float(ch) if isinstance(ch, (int, float)) else None
+
+
+def annotate(df: pd.DataFrame, taxonomy: Taxonomy | None = None) -> pd.DataFrame:
+    """Add ``benchmark``, ``category``, ``chance`` and ``lower_is_better`` columns to the tidy table.
+
+    Rows that already carry a capability (the toolkit's own ``kshot`` probe) keep it, mapped onto
+    a category; their chance level comes from the row's provenance JSON (``"chance"``) when
+    present, else from the taxonomy. ``ppl``/``sc_ppl`` probe rows are language modelling.
+    """
+    tax = taxonomy or load_taxonomy()
+    out = df.copy()
+    infos = {}
+    benchmark, category, chance = [], [], []
+    caps = out["capability"] if "capability" in out else pd.Series([None] * len(out))
+    provs = out["provenance"] if "provenance" in out else pd.Series([None] * len(out))
+    for task, cap, probe, prov in zip(out["task"], caps, out["probe"], provs):
+        cap = None if cap is None or (isinstance(cap, float) and math.isnan(cap)) else cap
+        key = (task, cap, probe)
+        if key not in infos:
+            info = tax.lookup(str(task), cap)
+            cat = info.category
+            if probe in ("ppl", "sc_ppl"):
+                cat = "language_modeling"
+            elif probe == "kshot" and cap is not None:
+                cat = tax.category_of_capability(cap)
+            infos[key] = (info.benchmark, cat, info.chance)
+        b, c, ch = infos[key]
+        pch = _provenance_chance(prov)
+        benchmark.append(b)
+        category.append(c)
+        chance.append(pch if pch is not None else ch)
+    out["benchmark"] = benchmark
+    out["category"] = category
+    out["chance"] = pd.to_numeric(pd.Series(chance, index=out.index, dtype="float64"))
+    out["lower_is_better"] = [tax.is_loss_metric(str(m)) for m in out["metric"]]
+    return out

@@ -1,0 +1,628 @@
+"""The scoring engine: log-likelihoods of answer choices, greedy generation and token NLLs.
+
+Conventions follow lm-evaluation-harness 0.4 so that per-item numbers agree with it:
+
+* the tokenizer's own default for special tokens (``tokenizer.encode(text)``);
+* trailing whitespace of the context moves to the continuation; context + continuation are
+  tokenized together and the continuation is what follows the context's own tokens;
+* the sequence fed to the model is ``(context + continuation)[:-1]``, left-truncated to the window.
+
+What differs is the cost: for one context with C answer choices lm-eval forwards the whole
+context C times. Here the context (shots + question) is forwarded once per batch of contexts, its
+keys/values are kept in a ``DynamicCache``, the cache rows are repeated for every choice, and only
+the choice tokens are forwarded on top of it. Contexts are right-padded (causal attention makes
+right padding invisible to real tokens, so no mask is needed for the context pass); the choice pass
+then attends to the cache through a 2-D mask with holes where the shorter contexts were padded,
+with explicit position ids that continue each context's own length.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import ParameterError
+
+DEFAULT_MAX_LENGTH = 2048
+
+
+@dataclass(frozen=True)
+class ChoiceScore:
+    """Log-likelihood of one continuation given its context."""
+
+    logprob: float  #: sum of token log-probabilities (nats)
+    is_greedy: bool  #: every continuation token is the argmax
+    n_tokens: int  #: continuation tokens scored
+
+
+def model_max_length(model, tokenizer=None, default: int = DEFAULT_MAX_LENGTH) -> int:
+    """The model's window, found as lm-eval finds it (config attributes, then the tokenizer)."""
+    cfg = model.config
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        val = getattr(cfg, attr, None)
+        if isinstance(val, int) and val > 0:
+            return val
+    tml = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tml, int) and 0 < tml < 10**9:
+        return tml
+    return default
+
+
+def tok_encode(tokenizer, text: str) -> list[int]:
+    """Token ids of ``text`` with the tokenizer's default special tokens (as lm-eval does)."""
+    return list(tokenizer.encode(text))
+
+
+def prefix_token_id(tokenizer) -> int:
+    """The token lm-eval puts before an empty context: BOS, else EOS."""
+    for tid in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if tid is not None:
+            return int(tid)
+    raise ParameterError("tokenizer has neither a BOS nor an EOS token to start an empty context")
+
+
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """Split ``context + continuation`` into token ids exactly as lm-eval 0.4 does."""
+    if not context:
+        return [prefix_token_id(tokenizer)], tok_encode(tokenizer, continuation)
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces > 0:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole = tok_encode(tokenizer, context + continuation)
+    ctx = tok_encode(tokenizer, context)
+    return ctx, whole[len(ctx) :]
+
+
+class _Heads:
+    """Run the transformer body and project only the positions we need onto the vocabulary.
+
+    Computing logits for every context position costs ``seq × hidden × vocab`` for nothing; the
+    body + gathered head gives the same numbers. A one-time check against ``model(...).logits``
+    falls back to full logits for models with extra logit transforms (soft-capping, scaling).
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.body = getattr(model, "base_model", None)
+        self.head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        self.split = False
+        if self.body is not None and self.head is not None and self.body is not model:
+            device = next(model.parameters()).device
+            ids = torch.tensor([[1, 2, 3, 4]], device=device) % model.config.vocab_size
+            with torch.inference_mode():
+                full = model(input_ids=ids, use_cache=False).logits
+                mine = self.head(self.body(input_ids=ids, use_cache=False).last_hidden_state)
+            self.split = full.shape == mine.shape and torch.allclose(full, mine, atol=1e-5)
+
+    def __call__(self, **kwargs) -> tuple[torch.Tensor, object]:
+        """Hidden states (or logits if not split) and the returned cache."""
+        if self.split:
+            out = self.body(**kwargs)
+            return out.last_hidden_state, out.past_key_values
+        out = self.model(**kwargs)
+        return out.logits, out.past_key_values
+
+    def logits(self, states: torch.Tensor) -> torch.Tensor:
+        return self.head(states).float() if self.split else states.float()
+
+
+_HEADS_ATTR = "_ckpt_probe_heads"
+
+
+def _heads(model) -> _Heads:
+    h = getattr(model, _HEADS_ATTR, None)
+    if h is None:
+        h = _Heads(model)
+        setattr(model, _HEADS_ATTR, h)
+    return h
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _pad(seqs: Sequence[Sequence[int]], pad: int, device) -> torch.Tensor:
+    width = max(len(s) for s in seqs)
+    out = torch.full((len(seqs), width), pad, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.tensor(list(s), dtype=torch.long)
+    return out.to(device)
+
+
+def _new_cache(model):
+    from transformers import DynamicCache
+
+    try:
+        return DynamicCache(config=model.config)
+    except TypeError:  # older transformers
+        return DynamicCache()
+
+
+def _encode_group(
+    tokenizer, context: str, choices: Sequence[str], max_length: int
+) -> tuple[list[int], list[list[int]]]:
+    """Context tokens (shared) and continuation tokens per choice, left-truncated so that
+    ``context + longest continuation - 1`` fits the window (lm-eval truncates the same way for
+    the longest choice)."""
+    ctx: list[int] | None = None
+    conts: list[list[int]] = []
+    for choice in choices:
+        c, k = encode_pair(tokenizer, context, choice)
+        if ctx is None:
+            ctx = c
+        if not k:
+            raise ParameterError(
+                f"answer choice {choice!r} encodes to no tokens after context {context[-40:]!r}"
+            )
+        conts.append(k)
+    assert ctx is not None
+    longest = max(len(k) for k in conts)
+    if longest > max_length:
+        raise ParameterError(
+            f"an answer choice is {longest} tokens long, longer than the model window {max_length}"
+        )
+    overflow = len(ctx) + longest - 1 - max_length
+    if overflow > 0:
+        ctx = ctx[overflow:]
+    return ctx, conts
+
+
+def _score_cached(
+    model,
+    tokenizer,
+    encoded: list[tuple[list[int], list[list[int]]]],
+    batch_size: int,
+    progress: bool = False,
+) -> list[list[ChoiceScore]]:
+    """KV-cache path: one pass per context batch, then all choices over the repeated cache."""
+    heads = _heads(model)
+    device = _device(model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    # longest first (lm-eval's order): memory problems show at once, padding stays small
+    order = sorted(
+        range(len(encoded)),
+        key=lambda i: -(len(encoded[i][0]) + max(len(k) for k in encoded[i][1])),
+    )
+    results: list[list[ChoiceScore] | None] = [None] * len(encoded)
+    bar = tqdm(total=len(order), desc="scoring", unit="item", disable=not progress, leave=False)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        ctxs = [encoded[i][0] for i in idx]
+        lens = torch.tensor([len(c) for c in ctxs], device=device)
+        ids = _pad(ctxs, pad_id, device)
+        width = ids.shape[1]
+        cache = _new_cache(model)
+        pos = torch.arange(width, device=device).unsqueeze(0).expand(len(idx), -1)
+        states, cache = heads(input_ids=ids, position_ids=pos, past_key_values=cache, use_cache=True)
+        last = heads.logits(states[torch.arange(len(idx), device=device), lens - 1])
+        first_lp = torch.log_softmax(last, dim=-1)  # predicts every choice's first token
+        # one row per (context, choice)
+        rows: list[tuple[int, int, list[int]]] = []  # (batch row, choice index, tokens)
+        for b, i in enumerate(idx):
+            for c, k in enumerate(encoded[i][1]):
+                rows.append((b, c, k))
+        row_src = torch.tensor([b for b, _, _ in rows], device=device)
+        lp_rows = [first_lp[b, k[0]].item() for b, _, k in rows]
+        greedy_rows = [bool(first_lp[b].argmax().item() == k[0]) for b, _, k in rows]
+        rest_width = max(len(k) for _, _, k in rows) - 1
+        if rest_width > 0:
+            cache.batch_select_indices(row_src)
+            inp = _pad([k[:-1] if len(k) > 1 else [pad_id] for _, _, k in rows], pad_id, device)
+            inp = inp[:, :rest_width] if inp.shape[1] > rest_width else inp
+            if inp.shape[1] < rest_width:  # all rows shorter: cannot happen, kept for safety
+                raise RuntimeError("internal padding error")
+            ctx_mask = (torch.arange(width, device=device)[None, :] < lens[:, None]).long()
+            choice_mask = torch.zeros((len(rows), rest_width), dtype=torch.long, device=device)
+            for r, (_, _, k) in enumerate(rows):
+                choice_mask[r, : len(k) - 1] = 1
+            mask = torch.cat([ctx_mask[row_src], choice_mask], dim=1)
+            cpos = lens[row_src][:, None] + torch.arange(rest_width, device=device)[None, :]
+            states, _ = heads(
+                input_ids=inp,
+                attention_mask=mask,
+                position_ids=cpos,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            logp = torch.log_softmax(heads.logits(states), dim=-1)  # (rows, rest, vocab)
+            for r, (_, _, k) in enumerate(rows):
+                if len(k) < 2:
+                    continue
+                tgt = torch.tensor(k[1:], device=device)
+                lp = logp[r, : len(k) - 1]
+                lp_rows[r] += lp.gather(1, tgt[:, None]).sum().item()
+                greedy_rows[r] = greedy_rows[r] and bool((lp.argmax(-1) == tgt).all().item())
+        per_item: dict[int, list[ChoiceScore]] = {}
+        for r, (b, _, k) in enumerate(rows):
+            per_item.setdefault(b, []).append(ChoiceScore(lp_rows[r], greedy_rows[r], len(k)))
+        for b, i in enumerate(idx):
+            results[i] = per_item[b]
+        bar.update(len(idx))
+        del cache
+    bar.close()
+    return [r for r in results if r is not None]
+
+
+def _tree_rows(
+    encoded: list[tuple[list[int], list[list[int]]]], idx: list[int]
+) -> tuple[list[list[int]], list[list[int]], list[list[tuple[int, int]]]]:
+    """Pack each context with all its choices into one row: ``ctx | c1[:-1] | c2[:-1] | ...``.
+
+    Returns token rows, position ids and, per row, the (start, length) of each choice segment.
+    """
+    rows, positions, segments = [], [], []
+    for i in idx:
+        ctx, conts = encoded[i]
+        row, pos, seg = list(ctx), list(range(len(ctx))), []
+        for k in conts:
+            seg.append((len(row), len(k) - 1))
+            row.extend(k[:-1])
+            pos.extend(range(len(ctx), len(ctx) + len(k) - 1))
+        rows.append(row)
+        positions.append(pos)
+        segments.append(seg)
+    return rows, positions, segments
+
+
+def _tree_mask(
+    lens_ctx: list[int], lens_row: list[int], segments: list[list[tuple[int, int]]], width: int,
+    device,
+) -> torch.Tensor:
+    """Boolean (B, 1, W, W) mask: context tokens attend causally to the context; a choice token
+    attends to the whole context and causally within its own choice (never to other choices)."""
+    ar = torch.arange(width, device=device)
+    causal = ar[None, :] <= ar[:, None]
+    masks = []
+    for c, n, seg in zip(lens_ctx, lens_row, segments):
+        block = torch.zeros(width, device=device, dtype=torch.long)  # 0 = context
+        for j, (start, length) in enumerate(seg):
+            block[start : start + length] = j + 1
+        block[n:] = -1  # padding: its own block, never attended by real tokens
+        same = block[:, None] == block[None, :]
+        to_ctx = (block[None, :] == 0) & (block[:, None] >= 0)
+        masks.append(causal & (same | to_ctx))
+    return torch.stack(masks)[:, None]
+
+
+def _score_packed(
+    model, tokenizer, encoded: list[tuple[list[int], list[list[int]]]], batch_size: int,
+    progress: bool = False,
+) -> list[list[ChoiceScore]]:
+    """Tree-attention path: context and every choice in ONE forward pass per row, no cache.
+
+    The context's tokens are forwarded once; each choice's tokens see the context and themselves
+    through a custom 4-D mask, with position ids that continue the context. Identical in exact
+    arithmetic to running ``context + choice`` separately (verified against separate passes).
+    """
+    heads = _heads(model)
+    device = _device(model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    order = sorted(
+        range(len(encoded)),
+        key=lambda i: -(len(encoded[i][0]) + sum(len(k) - 1 for k in encoded[i][1])),
+    )
+    eager = getattr(model.config, "_attn_implementation", "sdpa") == "eager"
+    results: list[list[ChoiceScore] | None] = [None] * len(encoded)
+    bar = tqdm(total=len(order), desc="scoring", unit="item", disable=not progress, leave=False)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        rows, positions, segments = _tree_rows(encoded, idx)
+        ids = _pad(rows, pad_id, device)
+        width = ids.shape[1]
+        pos = torch.zeros_like(ids)
+        for b, p in enumerate(positions):
+            pos[b, : len(p)] = torch.tensor(p)
+            pos[b, len(p) :] = torch.arange(len(p), width)
+        mask = _tree_mask([len(encoded[i][0]) for i in idx], [len(r) for r in rows], segments,
+                          width, device)
+        if eager:  # eager attention adds the mask: 0 where allowed, dtype-min elsewhere
+            dt = next(model.parameters()).dtype
+            mask = torch.zeros(mask.shape, dtype=dt, device=device).masked_fill(
+                ~mask, torch.finfo(dt).min
+            )
+        states, _ = heads(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+        # gather (row, position, target) for every scored token of every choice
+        brow, bpos, tgt, owner = [], [], [], []
+        n_choice = 0
+        spans: list[list[tuple[int, int]]] = []
+        for b, i in enumerate(idx):
+            ctx, conts = encoded[i]
+            per = []
+            for (s, _), k in zip(segments[b], conts):
+                first = len(brow)
+                brow.extend([b] * len(k))
+                bpos.extend([len(ctx) - 1] + list(range(s, s + len(k) - 1)))
+                tgt.extend(k)
+                owner.extend([n_choice] * len(k))
+                per.append((first, len(k)))
+                n_choice += 1
+            spans.append(per)
+        sel = states[torch.tensor(brow, device=device), torch.tensor(bpos, device=device)]
+        logp = torch.log_softmax(heads.logits(sel), dim=-1)
+        t = torch.tensor(tgt, device=device)
+        tok_lp = logp.gather(1, t[:, None])[:, 0].double().cpu()
+        hit = (logp.argmax(-1) == t).cpu()
+        own = torch.tensor(owner)
+        sums = torch.zeros(n_choice, dtype=torch.float64).index_add_(0, own, tok_lp).tolist()
+        misses = torch.zeros(n_choice, dtype=torch.long).index_add_(0, own, (~hit).long()).tolist()
+        c = 0
+        for b, i in enumerate(idx):
+            out = []
+            for _, n in spans[b]:
+                out.append(ChoiceScore(sums[c], misses[c] == 0, n))
+                c += 1
+            results[i] = out
+        bar.update(len(idx))
+    bar.close()
+    return [r for r in results if r is not None]
+
+
+_METHOD_ATTR = "_ckpt_probe_method"
+
+
+def _choose_method(model, tokenizer) -> str:
+    """``packed`` where the model honours a custom 4-D mask (checked once per model against the
+    KV-cache path on a small request), else ``cache``."""
+    method = getattr(model, _METHOD_ATTR, None)
+    if method is not None:
+        return method
+    method = "cache"
+    if getattr(model.config, "_attn_implementation", None) in ("sdpa", "eager"):
+        probe = [_encode_group(tokenizer, "a b c d e f", [" g h", " i", " j k l"], 64)]
+        try:
+            a = _score_packed(model, tokenizer, probe, 1)[0]
+            b = _score_cached(model, tokenizer, probe, 1)[0]
+            if all(abs(x.logprob - y.logprob) < 1e-3 for x, y in zip(a, b)):
+                method = "packed"
+        except Exception:  # a model that rejects 4-D masks keeps the cache path
+            method = "cache"
+    setattr(model, _METHOD_ATTR, method)
+    return method
+
+
+@torch.inference_mode()
+def score_choices(
+    model,
+    tokenizer,
+    requests: Sequence[tuple[str, Sequence[str]]],
+    batch_size: int = 16,
+    max_length: int | None = None,
+    progress: bool = False,
+    method: str = "auto",
+) -> list[list[ChoiceScore]]:
+    """Log-likelihood of every answer choice of every ``(context, choices)`` request.
+
+    The context is forwarded once per request, never once per choice. ``method``:
+
+    * ``packed`` — context and all choices in one row with a tree-shaped 4-D attention mask
+      (one forward pass, no cache copies; the default where the model supports custom masks);
+    * ``cache`` — one pass over the contexts, then all choices over the repeated KV cache;
+    * ``auto`` — ``packed`` if a one-time check on this model agrees with ``cache``.
+
+    Returns, per request, one :class:`ChoiceScore` per choice (in the given order).
+    """
+    if batch_size < 1:
+        raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
+    if method not in ("auto", "packed", "cache"):
+        raise ParameterError(f"method must be auto, packed or cache, not {method!r}")
+    max_length = max_length or model_max_length(model, tokenizer)
+    encoded = [_encode_group(tokenizer, ctx, ch, max_length) for ctx, ch in requests]
+    if method == "auto":
+        method = _choose_method(model, tokenizer)
+    if method == "packed":
+        # a packed row is longer than the window, but its position ids never exceed it
+        return _score_packed(model, tokenizer, encoded, batch_size, progress)
+    return _score_cached(model, tokenizer, encoded, batch_size, progress)
+
+
+def loglikelihood(
+    model, tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 16
+) -> list[ChoiceScore]:
+    """Flat ``(context, continuation)`` pairs (lm-eval's request type), sharing equal contexts."""
+    groups: dict[str, list[int]] = {}
+    for i, (ctx, _) in enumerate(pairs):
+        groups.setdefault(ctx, []).append(i)
+    reqs = [(ctx, [pairs[i][1] for i in members]) for ctx, members in groups.items()]
+    scored = score_choices(model, tokenizer, reqs, batch_size=batch_size)
+    out: list[ChoiceScore | None] = [None] * len(pairs)
+    for (ctx, members), scores in zip(groups.items(), scored):
+        for i, s in zip(members, scores):
+            out[i] = s
+    return [s for s in out if s is not None]
+
+
+@torch.inference_mode()
+def greedy_generate(
+    model,
+    tokenizer,
+    contexts: Sequence[str],
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+    stop: Sequence[str] = ("\n",),
+    max_length: int | None = None,
+) -> list[str]:
+    """Greedy continuations, cut at the first ``stop`` string (batched, with a KV cache).
+
+    Contexts are left-truncated to ``window - max_new_tokens`` tokens.
+    """
+    max_length = max_length or model_max_length(model, tokenizer)
+    budget = max(1, max_length - max_new_tokens)
+    heads = _heads(model)
+    device = _device(model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    eos = tokenizer.eos_token_id
+    enc = [(tok_encode(tokenizer, c) or [prefix_token_id(tokenizer)])[-budget:] for c in contexts]
+    order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
+    out: list[str] = [""] * len(enc)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        ctxs = [enc[i] for i in idx]
+        n = len(idx)
+        lens = torch.tensor([len(c) for c in ctxs], device=device)
+        ids = _pad(ctxs, pad_id, device)
+        width = ids.shape[1]
+        pos = torch.arange(width, device=device).unsqueeze(0).expand(n, -1)
+        states, cache = heads(
+            input_ids=ids, position_ids=pos, past_key_values=_new_cache(model), use_cache=True
+        )
+        logits = heads.logits(states[torch.arange(n, device=device), lens - 1])
+        mask = (torch.arange(width, device=device)[None, :] < lens[:, None]).long()
+        gen: list[list[int]] = [[] for _ in range(n)]
+        finished = [False] * n
+        for step in range(max_new_tokens):
+            nxt = logits.argmax(-1)
+            for r in range(n):
+                if finished[r]:
+                    continue
+                t = int(nxt[r])
+                if eos is not None and t == eos:
+                    finished[r] = True
+                    continue
+                gen[r].append(t)
+                text = tokenizer.decode(gen[r], skip_special_tokens=True)
+                if any(s in text for s in stop):
+                    finished[r] = True
+            if all(finished) or step == max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, torch.ones((n, 1), dtype=torch.long, device=device)], dim=1)
+            states, cache = heads(
+                input_ids=nxt[:, None],
+                attention_mask=mask,
+                position_ids=(lens + step)[:, None],
+                past_key_values=cache,
+                use_cache=True,
+            )
+            logits = heads.logits(states[:, -1])
+        for r, i in enumerate(idx):
+            text = tokenizer.decode(gen[r], skip_special_tokens=True)
+            for s in stop:
+                if s and s in text:
+                    text = text.split(s, 1)[0]
+            out[i] = text
+    return out
+
+
+@torch.inference_mode()
+def token_nll(
+    model,
+    tokenizer,
+    sequences: Sequence[Sequence[int]],
+    score_from: Sequence[int],
+    batch_size: int = 8,
+) -> list[torch.Tensor]:
+    """Per-token NLL (nats, float64) of ``seq[t]`` for ``t >= score_from[i]`` given ``seq[:t]``.
+
+    Sequences are right-padded and no attention mask is passed: under causal attention pad
+    tokens after the real ones cannot change them, and padded positions are never scored.
+    Each sequence must fit the model window.
+    """
+    heads = _heads(model)
+    device = _device(model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out: list[torch.Tensor | None] = [None] * len(sequences)
+    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        ids = _pad([sequences[i] for i in idx], pad_id, device)
+        pos = torch.arange(ids.shape[1], device=device).unsqueeze(0).expand(len(idx), -1)
+        states, _ = heads(input_ids=ids, position_ids=pos, use_cache=False)
+        for b, i in enumerate(idx):
+            seq = sequences[i]
+            s = max(1, int(score_from[i]))
+            if s >= len(seq):
+                out[i] = torch.zeros(0, dtype=torch.float64)
+                continue
+            logp = torch.log_softmax(heads.logits(states[b, s - 1 : len(seq) - 1]), dim=-1)
+            tgt = torch.tensor(list(seq[s:]), device=device)
+            out[i] = (-logp.gather(1, tgt[:, None])[:, 0]).double().cpu()
+    return [t if t is not None else torch.zeros(0, dtype=torch.float64) for t in out]
+
+
+def sliding_windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int, int]]:
+    """Windows ``(begin, end, score_from)`` over a sequence of ``n_tokens`` (position 0 is the
+    BOS/prefix and is never a target). Every target position 1..n-1 is scored exactly once;
+    each window after the first keeps at least ``window - stride`` tokens of context."""
+    if window < 2:
+        raise ParameterError(f"window must be >= 2 tokens, got {window}")
+    if not 1 <= stride <= window:
+        raise ParameterError(f"stride must be in 1..window ({window}), got {stride}")
+    out: list[tuple[int, int, int]] = []
+    scored_to = 1
+    begin = 0
+    while scored_to < n_tokens:
+        end = min(begin + window, n_tokens)
+        if end > scored_to:
+            out.append((begin, end, scored_to - begin))
+            scored_to = end
+        if end == n_tokens:
+            break
+        begin += stride
+        # with stride == window the next window starts at the last scored token so it has
+        # one token of context (lm-eval's rolling windows do the same)
+        if begin >= scored_to:
+            begin = scored_to - 1
+    return out
+
+
+@dataclass
+class PerplexityResult:
+    """Per-document sums: NLL (nats), scored tokens and UTF-8 bytes; plus the aggregate."""
+
+    nll: list[float]
+    tokens: list[int]
+    bytes: list[int]
+
+    @property
+    def loss(self) -> float:
+        """Mean token NLL in nats (token-weighted over all documents)."""
+        return sum(self.nll) / max(1, sum(self.tokens))
+
+    @property
+    def ppl(self) -> float:
+        return math.exp(self.loss)
+
+    @property
+    def bpb(self) -> float:
+        """Bits per UTF-8 byte: total NLL in bits / total bytes (comparable across tokenizers)."""
+        return sum(self.nll) / math.log(2) / max(1, sum(self.bytes))
+
+
+def perplexity(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    window: int | None = None,
+    stride: int | None = None,
+    batch_size: int = 8,
+) -> PerplexityResult:
+    """Token NLL of each text with a strided sliding window (HF's recipe).
+
+    Each document is ``[prefix] + tokens(text)`` (tokens without special tokens; the prefix is
+    BOS, else EOS), so the first real token is scored too and nothing but the text is scored. ``window`` defaults to the
+    model window, ``stride`` to half of it.
+    """
+    window = window or model_max_length(model, tokenizer)
+    stride = stride or max(1, window // 2)
+    seqs: list[list[int]] = []
+    starts: list[int] = []
+    owner: list[int] = []
+    pre = prefix_token_id(tokenizer)
+    for d, text in enumerate(texts):
+        toks = tokenizer.encode(text, add_special_tokens=False)
+        seq = [pre] + list(toks)
+        for b, e, s in sliding_windows(len(seq), window, stride):
+            seqs.append(seq[b:e])
+            starts.append(s)
+            owner.append(d)
+    nlls = token_nll(model, tokenizer, seqs, starts, batch_size=batch_size)
+    nll = [0.0] * len(texts)
+    ntok = [0] * len(texts)
+    for d, t in zip(owner, nlls):
+        nll[d] += float(t.sum())
+        ntok[d] += int(t.numel())
+    return PerplexityResult(nll, ntok, [len(t.encode("utf-8")) for t in texts])

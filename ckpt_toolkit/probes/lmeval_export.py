@@ -1,0 +1,71 @@
+"""Export a multiple-choice task, with our k-shot prompts, to lm-evaluation-harness's format.
+
+Each exported document carries the full prompt our kshot probe builds (shots included), so
+lm-eval runs it at ``num_fewshot: 0`` on exactly the same text: this is how the agreement test
+and the benchmark compare the two engines item by item. ``data_files`` are absolute paths
+(lm-eval resolves relative ones against the working directory, not the YAML).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from ..errors import TaskFileError
+from ..tasks import TaskItem
+from .kshot import build_prompt, eval_items, select_shots
+
+
+def export_lmeval_task(
+    task: str,
+    items: list[TaskItem],
+    out_dir: str | Path,
+    shots: int = 0,
+    seed: int = 1234,
+    separator: str = "\n\n",
+    limit: int | None = None,
+    name: str | None = None,
+) -> Path:
+    """Write ``<out_dir>/<name>.yaml`` and ``<name>.jsonl``; returns the YAML path.
+
+    The lm-eval task name is ``name`` (default ``ckpt_<task>_<shots>shot``).
+    """
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = name or f"ckpt_{task}_{shots}shot"
+    chosen = select_shots(task, items, shots, seed)
+    evals = [it for it in eval_items(task, items, limit) if it.is_multiple_choice]
+    if not evals:
+        raise TaskFileError(f"task {task!r} has no multiple-choice items to export")
+    data = out_dir / f"{name}.jsonl"
+    with data.open("w", encoding="utf-8") as fh:
+        for it in evals:
+            doc = {
+                "id": it.id,
+                "prompt": build_prompt(chosen, it, separator),
+                "choices": list(it.choices),
+                "gold": it.gold,
+            }
+            fh.write(json.dumps(doc, ensure_ascii=False) + "\n")
+    config = {
+        "task": name,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data)}},
+        "test_split": "test",
+        "output_type": "multiple_choice",
+        "doc_to_text": "prompt",
+        "doc_to_choice": "choices",
+        "doc_to_target": "gold",
+        "target_delimiter": "",  # our choices carry their own leading space
+        "num_fewshot": 0,
+        "metric_list": [
+            {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+            {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+        ],
+        "metadata": {"version": 1.0},
+    }
+    path = out_dir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    return path

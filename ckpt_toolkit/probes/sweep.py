@@ -1,0 +1,268 @@
+"""The probe sweep: every checkpoint of a source, every probe, rows into the results store.
+
+Each checkpoint is one :class:`~ckpt_toolkit.executors.WorkUnit`: the worker loads it once, runs
+every pending probe spec and returns rows; the driver writes all of that checkpoint's rows (and its
+metadata) in one upsert transaction. A ``(fingerprint, spec_hash)`` pair already in the store is
+never recomputed, and a killed sweep loses at most the checkpoint in flight.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..checkpoints import CheckpointRef, fingerprint, load_checkpoint, resolve_source, unload
+from ..errors import ParameterError
+from ..executors import SweepReport, WorkUnit, get_executor
+from ..store import ResultsStore
+from ..tasks import TaskItem
+from .data import content_hash, items_hash, load_heldout, load_probe_tasks
+from .kshot import capability_of, kshot_rows
+from .ppl import CAPABILITY, ppl_rows
+from .sc_ppl import sc_ppl_rows
+from .specs import DEFAULTS, PROBES, ProbeSpec
+
+
+@dataclass
+class ProbeSweepReport(SweepReport):
+    """A :class:`SweepReport` plus what was skipped as already measured and rows written."""
+
+    skipped: list[str] = field(default_factory=list)
+    rows_written: int = 0
+
+
+@dataclass
+class ProbeData:
+    """The inputs of a sweep for one checkpoint (picklable: shipped to remote workers)."""
+
+    tasks: dict[str, list[TaskItem]] = field(default_factory=dict)
+    heldout: dict[str, list[str]] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)  # task/domain -> file or folder
+
+
+def _parse_probes(probes: Sequence[str] | str) -> list[str]:
+    if isinstance(probes, str):
+        probes = [p.strip() for p in probes.split(",") if p.strip()]
+    bad = [p for p in probes if p not in PROBES]
+    if bad or not probes:
+        raise ParameterError(f"unknown probe(s) {bad or probes}; choose from {', '.join(PROBES)}")
+    return list(dict.fromkeys(probes))
+
+
+def _parse_shots(shots: Sequence[int] | int | str) -> list[int]:
+    if isinstance(shots, int):
+        shots = [shots]
+    if isinstance(shots, str):
+        shots = [s for s in shots.split(",") if s.strip()]
+    try:
+        out = [int(s) for s in shots]
+    except (TypeError, ValueError):
+        raise ParameterError(f"--shots must be integers, got {shots!r}") from None
+    if not out or any(k < 0 for k in out):
+        raise ParameterError(f"--shots must be non-negative integers, got {shots!r}")
+    return list(dict.fromkeys(out))
+
+
+def build_specs(
+    probes: Sequence[str],
+    data: ProbeData,
+    shots: Sequence[int],
+    limit: int | None,
+    dtype: str,
+    params: dict[str, dict[str, Any]] | None = None,
+) -> list[ProbeSpec]:
+    """The probe specs for a checkpoint given its data (one per probe × domain/task × shots)."""
+    params = params or {}
+    specs: list[ProbeSpec] = []
+    for probe in probes:
+        p = {**DEFAULTS[probe], **params.get(probe, {})}
+        if probe in ("ppl", "sc_ppl"):
+            for domain, texts in sorted(data.heldout.items()):
+                specs.append(
+                    ProbeSpec(probe, domain, 0, content_hash(texts), limit, dtype, dict(p))
+                )
+        else:
+            for task, items in sorted(data.tasks.items()):
+                for k in shots:
+                    specs.append(ProbeSpec(probe, task, k, items_hash(items), limit, dtype, dict(p)))
+    return specs
+
+
+def probe_checkpoint(
+    ref: CheckpointRef,
+    specs: list[ProbeSpec],
+    data: ProbeData,
+    fp: str,
+    batch_size: int = 16,
+    dtype: str = "float32",
+    device: str = "cpu",
+) -> list[dict[str, Any]]:
+    """Load ``ref`` once, run every spec, return store rows (the Ray/local work-unit function)."""
+    loaded = load_checkpoint(ref, dtype=dtype, device=device)
+    model, tok = loaded.model, loaded.tokenizer
+    del loaded
+    rows: list[dict[str, Any]] = []
+    try:
+        for spec in specs:
+            t0 = time.perf_counter()
+            if spec.probe == "ppl":
+                part = ppl_rows(model, tok, spec, data.heldout[spec.task], batch_size)
+                capability = CAPABILITY
+            elif spec.probe == "sc_ppl":
+                part = sc_ppl_rows(model, tok, spec, data.heldout[spec.task], batch_size)
+                capability = CAPABILITY
+            else:
+                items = data.tasks[spec.task]
+                part = kshot_rows(model, tok, spec, items, batch_size)
+                capability = capability_of(items)
+            seconds = time.perf_counter() - t0
+            for r in part:
+                prov = {
+                    **r.pop("provenance", {}),
+                    "spec": spec.to_dict(),
+                    "source": data.origin.get(spec.task),
+                    "checkpoint_path": ref.path,
+                    "revision": ref.revision,
+                    "device": device,
+                    "seconds": round(seconds, 3),
+                }
+                rows.append(
+                    {
+                        **ref.store_fields(),
+                        "probe": spec.probe,
+                        "task": spec.task,
+                        "capability": capability,
+                        "shots": spec.shots,
+                        "spec_hash": spec.hash,
+                        "fingerprint": fp,
+                        "toolkit_version": __version__,
+                        **r,
+                        "provenance": prov,
+                    }
+                )
+    finally:
+        unload(model)
+    return rows
+
+
+def _load_data(
+    ref: CheckpointRef,
+    tasks: Any,
+    heldout: Any,
+    need_tasks: bool,
+    need_heldout: bool,
+    cache: dict[Any, ProbeData],
+) -> ProbeData:
+    world = Path(ref.world) if ref.world else None
+    t_src = tasks if tasks is not None else (world / "tasks" if world and need_tasks else None)
+    h_src = heldout if heldout is not None else (world / "heldout" if world and need_heldout else None)
+    key = (str(t_src) if need_tasks else None, str(h_src) if need_heldout else None)
+    if key not in cache:
+        data = ProbeData()
+        if need_tasks and t_src is not None:
+            data.tasks = load_probe_tasks(t_src, data.origin)
+        if need_heldout and h_src is not None:
+            data.heldout = load_heldout(h_src)
+            data.origin.update({d: str(h_src) for d in data.heldout if d not in data.origin})
+        cache[key] = data
+    return cache[key]
+
+
+def run_probes(
+    source: Any,
+    store: str | Path | ResultsStore,
+    probes: Sequence[str] | str = ("ppl", "sc_ppl", "kshot"),
+    tasks: Any = None,
+    heldout: Any = None,
+    shots: Sequence[int] | int | str = (0,),
+    batch_size: int = 16,
+    limit: int | None = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+    executor: str = "local",
+    executor_options: dict[str, Any] | None = None,
+    progress: bool = True,
+    probe_params: dict[str, dict[str, Any]] | None = None,
+) -> ProbeSweepReport:
+    """Probe every checkpoint of ``source`` and write the rows to ``store``.
+
+    ``source``: anything :func:`ckpt_toolkit.checkpoints.resolve_source` takes, or a list of
+    :class:`CheckpointRef`. ``tasks``: task JSONL file(s)/folder(s); ``heldout``: held-out text
+    file(s)/folder(s) (``<domain>.jsonl`` with ``{"text": ...}`` lines, or ``.txt``). For a zoo
+    source both default to its world's ``tasks/`` and ``heldout/`` folders. ``probe_params``
+    overrides probe parameters (e.g. ``{"ppl": {"window": 64, "stride": 32}}``).
+    Probes lacking data (no held-out text for ppl, no tasks for kshot) are skipped with a warning.
+    """
+    probes = _parse_probes(probes)
+    shot_list = _parse_shots(shots)
+    if batch_size < 1:
+        raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
+    if limit is not None and limit < 1:
+        raise ParameterError(f"limit must be >= 1, got {limit}")
+    for name, over in (probe_params or {}).items():
+        unknown = set(over) - set(DEFAULTS.get(name, {}))
+        if name not in DEFAULTS or unknown:
+            raise ParameterError(f"unknown probe parameter(s) {name}: {sorted(unknown) or over}")
+    if not isinstance(store, ResultsStore):
+        store = ResultsStore(store)
+    if isinstance(source, list) and source and all(isinstance(r, CheckpointRef) for r in source):
+        refs = list(source)
+    else:
+        refs = resolve_source(source)
+    need_tasks = "kshot" in probes
+    need_heldout = bool({"ppl", "sc_ppl"} & set(probes))
+    done = store.done()
+    cache: dict[Any, ProbeData] = {}
+    units: list[WorkUnit] = []
+    meta: dict[str, dict[str, Any]] = {}
+    report = ProbeSweepReport()
+    warned: set[str] = set()
+    for ref in refs:
+        data = _load_data(ref, tasks, heldout, need_tasks, need_heldout, cache)
+        for probe, ok in (("kshot", data.tasks), ("ppl", data.heldout), ("sc_ppl", data.heldout)):
+            if probe in probes and not ok and probe not in warned:
+                warned.add(probe)
+                what = "tasks (--tasks)" if probe == "kshot" else "held-out text (--heldout)"
+                warnings.warn(f"probe {probe} skipped for {ref.name}: no {what}", stacklevel=2)
+        specs = build_specs(probes, data, shot_list, limit, dtype, probe_params)
+        if not specs:
+            continue
+        fp = fingerprint(ref)
+        pending = [s for s in specs if (fp, s.hash) not in done]
+        report.skipped.extend(f"{ref.name}:{s.key}" for s in specs if s not in pending)
+        if not pending:
+            continue
+        meta[ref.name] = {
+            **ref.store_fields(),
+            "fingerprint": fp,
+            "path": ref.path,
+            "config": ref.config,
+        }
+        units.append(
+            WorkUnit(
+                key=ref.name,
+                fn=probe_checkpoint,
+                args=(ref, pending, data, fp),
+                kwargs={"batch_size": batch_size, "dtype": dtype, "device": device},
+                resources={"num_cpus": 1, "num_gpus": 1 if device.startswith("cuda") else 0},
+            )
+        )
+    if not units and not report.skipped:
+        raise ParameterError(
+            "nothing to probe: give --tasks for kshot and/or --heldout for ppl/sc_ppl "
+            "(a zoo source provides both)"
+        )
+    opts = {"progress": progress, "desc": "probe", **(executor_options or {})}
+    runner = get_executor(executor, **opts)
+
+    def on_result(unit: WorkUnit, rows: list[dict[str, Any]]) -> None:
+        report.rows_written += store.upsert(rows, checkpoints=[meta[unit.key]])
+
+    result = runner.run(units, on_result)
+    report.done, report.failed = result.done, result.failed
+    return report

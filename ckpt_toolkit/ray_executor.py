@@ -1,0 +1,352 @@
+"""Run a sweep's work units as tasks on a Ray cluster (``pip install ckpt_toolkit[ray]``).
+
+One Ray task per :class:`~ckpt_toolkit.executors.WorkUnit` — one (checkpoint, probe set) or
+(checkpoint, fine-tune task), DESIGN.md "Scale". Each task asks for the unit's resources (CPUs,
+GPUs, memory; ``unit.resources`` overrides the executor's defaults). Workers only compute and
+return rows; results are consumed as they complete (``ray.wait``) and ``on_result`` runs here in
+the driver, which alone writes the results store — so a sweep is written incrementally and a
+killed driver loses at most the units in flight.
+
+Failures are retried a bounded number of times: Ray's ``max_retries`` re-runs a task whose worker
+process died (OOM killer, SIGKILL, node loss) and ``retry_exceptions=True`` makes Python exceptions
+count against the same budget. A unit that still fails is reported in
+:attr:`SweepReport.failed <ckpt_toolkit.executors.SweepReport.failed>` under its key (the
+checkpoint name) while the rest of the sweep finishes.
+
+Workers import ``ckpt_toolkit`` and the unit's function by module name. On a local cluster the
+editable install (and the driver's ``sys.path``, which Ray forwards) is enough; on a remote
+cluster install the package on every node, or pass
+``init_kwargs={"runtime_env": {"py_modules": [ckpt_toolkit]}}``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .errors import ParameterError
+from .executors import SweepReport, WorkUnit
+
+INSTALL_HINT = "pip install ckpt_toolkit[ray]"
+
+#: resource keys a unit (or the executor) may set, passed to ``ray.remote(...).options``
+RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory", "resources", "accelerator_type")
+
+_MEMORY_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "ki": 2**10,
+    "kib": 2**10,
+    "mi": 2**20,
+    "mib": 2**20,
+    "gi": 2**30,
+    "gib": 2**30,
+    "ti": 2**40,
+    "tib": 2**40,
+}
+
+
+class RayUnavailableError(ParameterError):
+    """Ray is not installed, or the Ray cluster at the given address cannot be reached."""
+
+
+def parse_memory(value: int | float | str | None, what: str = "memory") -> int | None:
+    """Bytes from ``4000000000``, ``"4GB"``, ``"4 GiB"`` or ``"512MiB"`` (``None`` stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ParameterError(f"{what}: expected bytes or a size like '4GiB', got {value!r}")
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise ParameterError(f"{what} must be positive, got {value!r}")
+        return int(value)
+    text = str(value).strip().lower().replace(" ", "")
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(number) :]
+    try:
+        amount = float(number)
+    except ValueError:
+        amount = float("nan")
+    if unit not in _MEMORY_UNITS or not amount > 0:
+        raise ParameterError(
+            f"{what}: cannot read {value!r} as a size; use bytes or e.g. '4GB', '4GiB', '512MiB'"
+        )
+    return int(amount * _MEMORY_UNITS[unit])
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise RayUnavailableError(
+            f"the ray executor needs Ray, which is not installed ({exc}); "
+            f"install it with: {INSTALL_HINT}"
+        ) from None
+    return ray
+
+
+def _set_threads(num_cpus: float | int | None) -> int:
+    """Make torch use as many threads as the task was given CPUs (at least 1).
+
+    A worker that already imported torch (an earlier task) is set directly; otherwise
+    ``OMP_NUM_THREADS`` is what torch reads when the unit imports it, so a unit that never
+    touches torch does not pay for importing it.
+    """
+    threads = max(1, int(num_cpus or 1))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "set_num_threads"):
+        torch.set_num_threads(threads)
+    return threads
+
+
+def execute_unit(
+    fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any], num_cpus: float | None
+) -> Any:
+    """The body of every Ray task: set torch's threads to the task's CPUs, then run the unit."""
+    _set_threads(num_cpus)
+    return fn(*args, **kwargs)
+
+
+def _address_host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of ``host:port`` or ``ray://host:port``; None for ``auto``/``local``."""
+    if address in ("auto", "local"):
+        return None
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        raise RayUnavailableError(
+            f"Ray address {address!r} is not of the form HOST:PORT (e.g. 10.0.0.1:6379, as printed "
+            "by `ray start --head`), ray://HOST:10001 (Ray client) or 'auto'"
+        )
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class RayExecutor:
+    """Runs units as Ray tasks and hands their rows to ``on_result`` in the driver.
+
+    Parameters
+    ----------
+    address:
+        Ray cluster to join (``HOST:PORT`` from ``ray start --head``, ``ray://HOST:10001`` or
+        ``auto``); default ``$RAY_ADDRESS``, else a Ray session already initialized in this
+        process, else a new local cluster on this machine.
+    max_retries:
+        Extra attempts per unit, for crashed workers and Python exceptions alike.
+    num_cpus, num_gpus, memory:
+        Default resources of every task (``memory`` in bytes or like ``"8GiB"``);
+        ``unit.resources`` overrides them per unit. Torch in a worker uses ``num_cpus`` threads.
+    progress:
+        Show a tqdm bar on the driver.
+    init_kwargs:
+        Extra ``ray.init`` arguments (``runtime_env``, ``include_dashboard``, ``num_cpus`` of a
+        new local cluster, ...).
+    check_resources:
+        Before submitting, fail with :class:`~ckpt_toolkit.errors.ParameterError` when a unit asks
+        for more CPUs/GPUs than any node of the cluster has (it would wait forever). Turn off for
+        autoscaling clusters.
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        max_retries: int = 2,
+        num_cpus: float | None = None,
+        num_gpus: float | None = 0,
+        memory: int | str | None = None,
+        progress: bool = True,
+        init_kwargs: Mapping[str, Any] | None = None,
+        desc: str = "sweep",
+        check_resources: bool = True,
+    ):
+        _import_ray()  # fail early, with the install hint
+        if max_retries is None:
+            max_retries = 2
+        if int(max_retries) < 0:
+            raise ParameterError(f"max_retries must be >= 0, got {max_retries!r}")
+        for what, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+            if value is not None and (isinstance(value, bool) or float(value) < 0):
+                raise ParameterError(f"{what} must be a number >= 0, got {value!r}")
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.max_retries = int(max_retries)
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus or 0
+        self.memory = parse_memory(memory)
+        self.progress = progress
+        self.init_kwargs = dict(init_kwargs or {})
+        self.desc = desc
+        self.check_resources = check_resources
+        self._started_cluster = False
+        self._remote: Any = None
+
+    # -- connection --------------------------------------------------------------------
+    def connect(self) -> None:
+        """Join the cluster (or start a local one); a no-op when Ray is already initialized."""
+        ray = _import_ray()
+        if self.address:
+            host_port = _address_host_port(self.address)
+            if host_port is not None:
+                try:
+                    socket.create_connection(host_port, timeout=5).close()
+                except OSError as exc:
+                    raise RayUnavailableError(
+                        f"cannot reach the Ray cluster at {self.address!r} ({exc}); start one with "
+                        "`ray start --head` on the head node and pass the address it prints "
+                        "(--address / RAY_ADDRESS)"
+                    ) from None
+        if ray.is_initialized():
+            return
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        kwargs.update(self.init_kwargs)
+        kwargs.setdefault("ignore_reinit_error", True)
+        try:
+            ray.init(address=self.address, **kwargs)
+        except Exception as exc:  # ConnectionError, or a plain Exception on startup timeout
+            ray.shutdown()  # clean up a half-started local cluster
+            where = (
+                f"the Ray cluster at {self.address!r}" if self.address else "a local Ray cluster"
+            )
+            raise RayUnavailableError(
+                f"cannot start or join {where}: {type(exc).__name__}: {exc}"
+            ) from None
+        self._started_cluster = not self.address
+
+    def shutdown(self) -> None:
+        """Disconnect from Ray (and stop the local cluster if this executor started it)."""
+        ray = _import_ray()
+        if ray.is_initialized():
+            ray.shutdown()
+        self._started_cluster = False
+
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._started_cluster:
+            self.shutdown()
+
+    # -- resources ---------------------------------------------------------------------
+    def task_options(self, unit: WorkUnit) -> dict[str, Any]:
+        """Ray options of ``unit``'s task: executor defaults overridden by ``unit.resources``."""
+        unknown = set(unit.resources) - set(RESOURCE_KEYS)
+        if unknown:
+            raise ParameterError(
+                f"work unit {unit.key!r}: unknown resource(s) {sorted(unknown)}; "
+                f"known: {list(RESOURCE_KEYS)}"
+            )
+        res: dict[str, Any] = {
+            "num_cpus": self.num_cpus,
+            "num_gpus": self.num_gpus,
+            "memory": self.memory,
+        }
+        res.update({k: v for k, v in unit.resources.items() if v is not None})
+        opts: dict[str, Any] = {
+            "num_cpus": 1 if res["num_cpus"] is None else res["num_cpus"],
+            "num_gpus": res["num_gpus"] or 0,
+            "max_retries": self.max_retries,
+            "retry_exceptions": True,
+            "name": unit.key,
+        }
+        memory = parse_memory(res.get("memory"), f"work unit {unit.key!r}: memory")
+        if memory:
+            opts["memory"] = memory
+        for key in ("resources", "accelerator_type"):
+            if res.get(key):
+                opts[key] = res[key]
+        return opts
+
+    def _check_fits(self, ray: Any, units: Sequence[WorkUnit], options: list[dict]) -> None:
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        if not nodes:
+            return
+        for unit, opts in zip(units, options, strict=True):
+            for key, ray_key in (("num_cpus", "CPU"), ("num_gpus", "GPU"), ("memory", "memory")):
+                need = opts.get(key) or 0
+                if need and not any(node.get(ray_key, 0) >= need for node in nodes):
+                    biggest = max(node.get(ray_key, 0) for node in nodes)
+                    raise ParameterError(
+                        f"work unit {unit.key!r} asks for {key}={need} but no node of the Ray "
+                        f"cluster has that much {ray_key} (largest node: {biggest:g}); lower "
+                        f"--{key.replace('_', '-')} or add nodes (check_resources=False for "
+                        "an autoscaling cluster)"
+                    )
+
+    # -- the sweep ---------------------------------------------------------------------
+    def run(
+        self, units: Sequence[WorkUnit], on_result: Callable[[WorkUnit, Any], None]
+    ) -> SweepReport:
+        """Submit one task per unit, call ``on_result(unit, rows)`` here as each one completes."""
+        report = SweepReport()
+        units = list(units)
+        if not units:
+            return report
+        keys = [u.key for u in units]
+        if len(set(keys)) != len(keys):
+            dup = sorted({k for k in keys if keys.count(k) > 1})
+            raise ParameterError(f"work unit keys must be unique; repeated: {dup[:5]}")
+        options = [self.task_options(u) for u in units]  # validates before connecting
+        ray = _import_ray()
+        self.connect()
+        if self.check_resources:
+            self._check_fits(ray, units, options)
+        if self._remote is None:
+            self._remote = ray.remote(execute_unit)
+
+        pending: dict[Any, WorkUnit] = {}
+        for unit, opts in zip(units, options, strict=True):
+            ref = self._remote.options(**opts).remote(
+                unit.fn, tuple(unit.args), dict(unit.kwargs), opts["num_cpus"]
+            )
+            pending[ref] = unit
+
+        bar = tqdm(total=len(units), desc=self.desc, disable=not self.progress, unit="task")
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    unit = pending.pop(ref)
+                    bar.set_postfix_str(unit.key[-40:], refresh=False)
+                    try:
+                        rows = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        # after Ray's retries: RayTaskError carries the remote traceback,
+                        # WorkerCrashedError / OutOfMemoryError / NodeDiedError a reason
+                        report.failed[unit.key] = _describe(exc, self.max_retries + 1)
+                    else:
+                        on_result(unit, rows)
+                        report.done.append(unit.key)
+                    bar.update(1)
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+        finally:
+            bar.close()
+        return report
+
+
+def _describe(exc: BaseException, attempts: int) -> str:
+    """The failure as text whose last line names the error (SweepReport.summary prints it)."""
+    ray = _import_ray()
+    tries = f"(after {attempts} attempt{'s' if attempts != 1 else ''})"
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        # the remote traceback; its last line is "<ExceptionType>: <message>"
+        return f"{tries}\n{str(exc).rstrip()}"
+    # the worker process or its node died: WorkerCrashedError, OutOfMemoryError, NodeDiedError
+    return f"{type(exc).__name__} {tries}: {str(exc).strip()}"

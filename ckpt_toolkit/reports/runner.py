@@ -1,0 +1,311 @@
+"""Execute report notebooks with papermill over one or many parameter sets, export HTML.
+
+``run_reports(["dynamics"], store, "reports")`` writes ``reports/dynamics.ipynb``,
+``reports/dynamics.html`` and ``reports/index.html``. With a grid of parameter sets each set gets
+its own outputs, named from the parameter values that vary (``dynamics__runs-pythia-70m.html``),
+never from the time. A notebook that fails keeps its executed ``.ipynb`` (and an HTML render of
+it, error included), is recorded as failed, and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import CkptError, ParameterError
+from .params import declared_parameters, expand_grid, slug, validate_params
+
+log = logging.getLogger(__name__)
+
+#: The Jupyter kernel ``make setup`` registers into .venv.
+KERNEL_NAME = "ckpt-toolkit"
+FALLBACK_KERNEL = "python3"
+#: Report notebooks ``all`` expands to, in the order the index lists them.
+DEFAULT_REPORTS = ("overview", "dynamics", "proxies", "explorer")
+
+
+class ReportError(CkptError):
+    """A report notebook cannot be found or its execution could not even start."""
+
+
+@dataclass
+class ReportResult:
+    """What happened to one (notebook, parameter set)."""
+
+    report: str
+    name: str
+    params: dict[str, Any]
+    status: str  # "ok" | "failed"
+    seconds: float
+    notebook: Path
+    html: Path | None
+    error: str = ""
+    kernel: str = KERNEL_NAME
+    finished: str = ""  # ISO time (UTC) the run ended
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when the notebook executed without error."""
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (paths as text)."""
+        d = asdict(self)
+        d["notebook"] = str(self.notebook)
+        d["html"] = str(self.html) if self.html else None
+        return d
+
+
+def notebooks_dir(override: str | Path | None = None) -> Path:
+    """The folder holding the report notebooks: ``override``, ``$CKPT_NOTEBOOKS``, or the
+    repository's ``notebooks/`` next to the installed ``ckpt_toolkit`` package."""
+    import ckpt_toolkit
+
+    candidates = []
+    if override is not None:
+        candidates.append(Path(override))
+    elif os.environ.get("CKPT_NOTEBOOKS"):
+        candidates.append(Path(os.environ["CKPT_NOTEBOOKS"]))
+    else:
+        pkg = Path(ckpt_toolkit.__file__).resolve().parent
+        candidates += [pkg.parent / "notebooks", pkg / "notebooks", Path.cwd() / "notebooks"]
+    for c in candidates:
+        if c.is_dir() and any(c.glob("*.ipynb")):
+            return c
+    raise ReportError(
+        "report notebooks not found (looked in "
+        + ", ".join(str(c) for c in candidates)
+        + "); pass --notebooks DIR or set CKPT_NOTEBOOKS"
+    )
+
+
+def available_reports(nb_dir: str | Path | None = None) -> list[str]:
+    """Names of the report notebooks (file stems), default reports first."""
+    names = sorted(p.stem for p in notebooks_dir(nb_dir).glob("*.ipynb"))
+    return [n for n in DEFAULT_REPORTS if n in names] + [n for n in names if n not in DEFAULT_REPORTS]
+
+
+def choose_kernel(preferred: str = KERNEL_NAME) -> str:
+    """``preferred`` if that Jupyter kernel is registered, else ``python3`` (with a warning)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    specs = KernelSpecManager().find_kernel_specs()
+    if preferred in specs:
+        return preferred
+    msg = (
+        f"Jupyter kernel {preferred!r} is not registered (run `make setup`); "
+        f"falling back to {FALLBACK_KERNEL!r}"
+    )
+    log.warning(msg)
+    print(f"warning: {msg}", file=sys.stderr)
+    return FALLBACK_KERNEL
+
+
+def _resolve_names(names: Sequence[str] | str, nb_dir: Path) -> list[str]:
+    avail = available_reports(nb_dir)
+    if names == "all" or (not isinstance(names, str) and list(names) == ["all"]):
+        return [n for n in DEFAULT_REPORTS if n in avail] or avail
+    names = [names] if isinstance(names, str) else list(names)
+    for n in names:
+        if n not in avail:
+            raise ReportError(f"unknown report {n!r}; available: {', '.join(avail)}")
+    return names
+
+
+def _split_params(
+    params: Mapping[str, Any] | None,
+    names: list[str],
+    declared: dict[str, dict],
+    reports: Sequence[str] = (),
+) -> dict[str, dict[str, Any]]:
+    """Per-notebook parameters from a flat mapping (each key goes to the notebooks that declare
+    it; a key no selected notebook declares is an error) or a mapping of report name → mapping."""
+    params = dict(params or {})
+    per: dict[str, dict[str, Any]] = {n: {} for n in names}
+    for key, value in params.items():
+        if isinstance(value, dict) and (key in declared or key in reports):  # one report's
+            if key in per:
+                per[key].update(value)
+            continue
+        owners = [n for n in names if key in declared[n]]
+        if not owners:
+            if len(names) == 1:  # let validate_params name the notebook and list its params
+                per[names[0]][key] = value
+                continue
+            raise ParameterError(
+                f"parameter {key!r} is not declared by any of the notebooks {names}"
+            )
+        for n in owners:
+            per[n][key] = value
+    return per
+
+
+def _load(value: Any, what: str) -> Any:
+    from .params import load_yaml_mapping
+
+    if value is None or isinstance(value, (dict, list)):
+        return value
+    return load_yaml_mapping(value, what)
+
+
+def run_reports(
+    names: Sequence[str] | str,
+    store: str | Path | None,
+    out_dir: str | Path,
+    params: Mapping[str, Any] | str | Path | None = None,
+    grid: Mapping[str, Any] | list | str | Path | None = None,
+    include_code: bool = False,
+    timeout: float = 600,
+    progress: bool = True,
+    *,
+    notebooks: str | Path | None = None,
+    kernel: str | None = None,
+    index: bool = True,
+) -> list[ReportResult]:
+    """Execute report notebooks on ``store`` and write ``.ipynb`` + ``.html`` into ``out_dir``.
+
+    ``names``: report names (notebook stems) or ``"all"``. ``params``: a mapping (or YAML file)
+    of parameter values, flat or per report. ``grid``: parameter sets (YAML file, a list of
+    mappings or a mapping of name → values) each run separately on top of ``params``.
+    ``timeout``: seconds per notebook (all its cells together). Every parameter is validated
+    against the notebook's declared ones before anything runs (:class:`ParameterError`).
+    Failing notebooks are recorded and the batch goes on; ``index`` writes ``index.html``.
+    """
+    from tqdm.auto import tqdm
+
+    nb_dir = notebooks_dir(notebooks)
+    selected = _resolve_names(names, nb_dir)
+    declared = {n: declared_parameters(nb_dir / f"{n}.ipynb") for n in selected}
+    per = _split_params(_load(params, "params"), selected, declared, available_reports(nb_dir))
+    sets = expand_grid(_load(grid, "grid"), "grid")
+    varying = [k for k in dict.fromkeys(k for s in sets for k in s)] if len(sets) > 1 else []
+
+    jobs: list[tuple[str, dict[str, Any], str]] = []
+    for n in selected:
+        for s in sets:
+            p = dict(per[n])
+            if store is not None and "store_path" in declared[n]:
+                p["store_path"] = str(Path(store).resolve())
+            for k, v in s.items():
+                if k in declared[n] or len(selected) == 1:
+                    p[k] = v
+                elif not any(k in declared[m] for m in selected):
+                    raise ParameterError(f"grid parameter {k!r} is not declared by any of {selected}")
+            validate_params(nb_dir / f"{n}.ipynb", p, declared[n])
+            keys = [k for k in varying if k in declared[n]]
+            name = f"{n}__{slug(p, keys)}" if keys else n
+            jobs.append((n, p, name))
+    seen: set[str] = set()
+    for _, _, name in jobs:
+        if name in seen:
+            raise ParameterError(f"two parameter sets give the same output name {name!r}")
+        seen.add(name)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    kernel_name = kernel or choose_kernel()
+    results = []
+    bar = tqdm(jobs, desc="reports", unit="nb", disable=not progress)
+    for report, p, name in bar:
+        bar.set_postfix_str(name)
+        results.append(
+            run_one(nb_dir / f"{report}.ipynb", out, name, p, kernel_name, timeout, include_code)
+        )
+    if index:
+        from .index import write_index
+
+        write_index(out, results)
+    if progress:
+        print(summary(results), file=sys.stderr)
+    return results
+
+
+def run_one(
+    notebook: Path,
+    out: Path,
+    name: str,
+    params: dict[str, Any],
+    kernel_name: str,
+    timeout: float,
+    include_code: bool = False,
+) -> ReportResult:
+    """Execute one notebook with papermill (whole-notebook ``timeout``), then export HTML."""
+    import papermill as pm
+
+    from .export import notebook_to_html
+
+    out_nb = out / f"{name}.ipynb"
+    deadline = time.monotonic() + timeout
+
+    def remaining(_cell: Any) -> int:  # nbclient asks before each cell: the budget left
+        return max(1, int(deadline - time.monotonic()))
+
+    t0 = time.monotonic()
+    status, error = "ok", ""
+    try:
+        pm.execute_notebook(
+            str(notebook),
+            str(out_nb),
+            parameters=params,
+            kernel_name=kernel_name,
+            cwd=str(notebook.parent),
+            progress_bar=False,
+            report_mode=False,
+            start_timeout=120,
+            timeout_func=remaining,
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure is recorded; the batch goes on
+        status = "failed"
+        error = _describe(exc, timeout, time.monotonic() - t0)
+    seconds = time.monotonic() - t0
+    html = None
+    footer = f"{name} · parameters: {json.dumps(params, default=str)} · status: {status}"
+    if out_nb.exists():
+        try:
+            html = notebook_to_html(out_nb, include_code=include_code, footer=footer)
+        except Exception as exc:  # noqa: BLE001
+            status, error = "failed", error or f"HTML export failed: {exc}"
+    return ReportResult(
+        report=notebook.stem,
+        name=name,
+        params=params,
+        status=status,
+        seconds=round(seconds, 2),
+        notebook=out_nb,
+        html=html,
+        error=error,
+        kernel=kernel_name,
+        finished=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+    )
+
+
+def _describe(exc: Exception, timeout: float, elapsed: float) -> str:
+    kind = type(exc).__name__
+    if "Timeout" in kind or (elapsed >= timeout and "timed out" in str(exc).lower()):
+        return f"timed out after {timeout:g} s"
+    ename = getattr(exc, "ename", None)
+    evalue = getattr(exc, "evalue", None)
+    if ename:
+        return f"{ename}: {evalue}"
+    return f"{kind}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+
+
+def summary(results: Sequence[ReportResult]) -> str:
+    """A short text summary: one line per report and the totals."""
+    lines = []
+    for r in results:
+        mark = "ok  " if r.ok else "FAIL"
+        tail = f"  {r.error}" if r.error else ""
+        lines.append(f"  {mark} {r.name:<40} {r.seconds:7.1f} s{tail}")
+    n_ok = sum(r.ok for r in results)
+    lines.append(f"{n_ok}/{len(results)} reports ok")
+    return "\n".join(lines)

@@ -1,0 +1,133 @@
+"""``train_zoo``: world + tokenizer + every variant (through an executor) + the manifest."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import CkptError, ParameterError
+from ..executors import WorkUnit, get_executor
+from .parallel import ProcessExecutor
+from .presets import load_overrides, resolve_preset, resolve_variants
+from .train import train_variant
+
+#: manifest columns, in order (architecture.md, "The zoo's output folder")
+MANIFEST_COLUMNS = [
+    "run", "objective", "params", "step", "tokens", "path", "tokens_per_step", "size",
+    "mixture", "lr", "length_filter", "domain_tags", "seed", "non_embedding_params",
+    "mixture_weights", "seq_len", "batch_size", "loss_tokens", "train_loss",
+]  # fmt: skip
+
+
+class ZooError(CkptError):
+    """A zoo variant failed to train."""
+
+
+def prepare_world(cfg: dict[str, Any], seed: int, out: Path) -> Path:
+    """Build and write the world, train the tokenizer (if not already there); returns DIR/world."""
+    from ..world import build_world
+    from .tokenizer import train_tokenizer
+
+    world = build_world(seed, cfg["world"])
+    world_dir = world.write(out / "world")
+    tok_dir = out / "tokenizer"
+    stamp = json.dumps({"seed": seed, "world": cfg["world"], "tokenizer": cfg["tokenizer"]}, sort_keys=True)
+    stamp_file = tok_dir / "zoo_tokenizer.json"
+    if not (stamp_file.is_file() and stamp_file.read_text() == stamp):
+        texts = [t for _, t in world.corpus()]
+        train_tokenizer(texts, out_dir=tok_dir, **cfg["tokenizer"])
+        stamp_file.write_text(stamp)
+    return world_dir
+
+
+def write_manifest(out: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write ``DIR/manifest.csv`` (rows sorted by run, then step)."""
+    path = out / "manifest.csv"
+    rows = sorted(rows, key=lambda r: (r["run"], r["step"]))
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def train_zoo(
+    preset: str | dict[str, Any] = "smoke",
+    out: str | Path | None = None,
+    overrides: dict[str, Any] | str | Path | None = None,
+    seed: int = 0,
+    executor: str = "local",
+    progress: bool = True,
+    runs: list[str] | None = None,
+    workers: int | None = None,
+) -> Path:
+    """Pretrain a zoo of small models on the built-in world; returns ``DIR/manifest.csv``.
+
+    ``preset`` is ``smoke``, ``quick``, ``paper`` or a dict; ``overrides`` (a dict or a YAML
+    path) is merged into it. ``out`` defaults to ``zoo/<preset>``. ``runs`` trains only the
+    named variants (the manifest lists every finished variant found in DIR). Finished variants
+    are skipped and interrupted ones resume from their last checkpoint, so rerunning the same
+    command after a kill completes the zoo. ``workers`` (default: the preset's ``workers``)
+    is how many variants train side by side with the ``local`` executor (separate processes).
+    """
+    if isinstance(overrides, (str, Path)):
+        overrides = load_overrides(overrides)
+    cfg = resolve_preset(preset, overrides)
+    out = Path(out) if out is not None else Path("zoo") / cfg["name"]
+    out.mkdir(parents=True, exist_ok=True)
+    specs = resolve_variants(cfg, seed)
+    if runs:
+        unknown = sorted(set(runs) - {s["run"] for s in specs})
+        if unknown:
+            raise ParameterError(
+                f"unknown run(s) {unknown}; variants of this preset: {[s['run'] for s in specs]}"
+            )
+        todo = [s for s in specs if s["run"] in runs]
+    else:
+        todo = specs
+
+    t0 = time.perf_counter()
+    prepare_world(cfg, seed, out)
+    (out / "zoo.json").write_text(
+        json.dumps({"preset": cfg["name"], "seed": seed, "config": cfg, "variants": specs}, indent=1)
+    )
+    units = [
+        WorkUnit(
+            key=s["run"],
+            fn=train_variant,
+            args=(s, str(out)),
+            resources={"num_cpus": s["threads"]},
+        )
+        for s in todo
+    ]
+    results: dict[str, list[dict]] = {}
+    n_workers = int(workers or cfg.get("workers") or 1)
+    if executor == "local" and n_workers > 1 and len(units) > 1:
+        ex = ProcessExecutor(min(n_workers, len(units)), progress=progress, desc=f"zoo {cfg['name']}")
+    else:
+        ex = get_executor(executor, progress=progress, desc=f"zoo {cfg['name']}")
+    report = ex.run(units, lambda unit, rows: results.__setitem__(unit.key, rows))
+
+    # the manifest lists every finished variant of this config found in DIR
+    rows: list[dict[str, Any]] = []
+    for s in specs:
+        if s["run"] in results:
+            rows.extend(results[s["run"]])
+            continue
+        f = out / "runs" / s["run"] / "rows.json"
+        if f.is_file():
+            done = json.loads(f.read_text())
+            if done.get("spec", {}).get("steps") == s["steps"]:
+                rows.extend(done["rows"])
+    manifest = write_manifest(out, rows)
+    if not report.ok:
+        raise ZooError(f"zoo training failed ({manifest} lists what finished):\n{report.summary()}")
+    if progress:
+        print(f"zoo {cfg['name']}: {len(todo)} variant(s) in {time.perf_counter() - t0:.1f}s -> {manifest}")
+    return manifest

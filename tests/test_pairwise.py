@@ -1,0 +1,275 @@
+"""Pairwise proxy evaluation and learning to compare (arXiv 2504.12491)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ckpt_toolkit.analysis.pairwise import (
+    PairwiseWarning,
+    evaluate_pairwise,
+    parse_combine,
+    write_outputs,
+)
+from ckpt_toolkit.analysis.pairwise_compare import PairwiseComparator, model_splits, pairs_within
+from ckpt_toolkit.analysis.pairwise_core import bootstrap_accuracy, credit_matrix
+from ckpt_toolkit.errors import ParameterError
+
+FAST = dict(n_splits=3, n_boot=30, progress=False)
+
+
+def small_table() -> pd.DataFrame:
+    """Five models, a target with a tie (D = E), a proxy with a tie (A = B)."""
+    return pd.DataFrame(
+        {
+            "model": ["A", "B", "C", "D", "E"],
+            "kshot": [10, 10, 5, 7, 6],
+            "ppl": [2, 1, 3, 4, 5],  # lower is better: inverted below
+            "anti": [1, 2, 3, 4, 5],
+            "sft:x": [4, 3, 2, 1, 1],
+        }
+    )
+
+
+def hand_accuracy(t, p, ties="half", min_gap=0.0):
+    """Independent pair-by-pair count (the test's own golden computation)."""
+    credit, n = 0.0, 0
+    for i, j in itertools.combinations(range(len(t)), 2):
+        dt, dp = t[i] - t[j], p[i] - p[j]
+        if abs(dt) <= min_gap:
+            continue
+        if dp == 0:
+            if ties == "exclude":
+                continue
+            credit += 0.5
+        elif (dt > 0) == (dp > 0):
+            credit += 1
+        n += 1
+    return credit / n, n
+
+
+def test_hand_computed_accuracies_with_ties():
+    res = evaluate_pairwise(
+        small_table(),
+        ["sft:x"],
+        ["kshot", "ppl", "anti"],
+        invert=["ppl"],
+        auto_combine=False,
+        **FAST,
+    )
+    acc = res.proxy_accuracy.set_index("proxy")
+    # kshot: AB proxy tie (0.5); AC AD BC BD AE BE right (6); CD CE wrong; DE target tie, out
+    assert acc.loc["kshot", "n_pairs"] == 9
+    assert acc.loc["kshot", "accuracy"] == pytest.approx(6.5 / 9)
+    assert acc.loc["kshot", "n_proxy_ties"] == 1
+    # inverted ppl (-2, -1, -3, -4, -5): only AB is ordered the wrong way
+    assert acc.loc["ppl", "accuracy"] == pytest.approx(8 / 9)
+    assert acc.loc["anti", "accuracy"] == 0.0
+    assert acc.loc["anti", "error"] == 1.0
+    # relative error reduction vs the ppl proxy: (1/9 - 2.5/9) / (1/9) = -1.5
+    assert res.summary["ppl_proxy"] == "ppl"
+    assert acc.loc["kshot", "rel_error_reduction"] == pytest.approx(-1.5)
+    assert acc.loc["ppl", "rel_error_reduction"] == pytest.approx(0.0)
+    t = small_table()["sft:x"].to_numpy()
+    assert acc.loc["kshot", "accuracy"] == pytest.approx(hand_accuracy(t, [10, 10, 5, 7, 6])[0])
+    assert acc.loc["kshot", "ci_low"] <= acc.loc["kshot", "accuracy"] <= acc.loc["kshot", "ci_high"]
+
+
+def test_tie_options_and_min_gap():
+    ex = evaluate_pairwise(
+        small_table(), ["sft:x"], ["kshot"], ties="exclude", auto_combine=False, **FAST
+    ).proxy_accuracy.iloc[0]
+    assert (ex["accuracy"], ex["n_pairs"]) == (pytest.approx(6 / 8), 8)
+    gap = evaluate_pairwise(
+        small_table(), ["sft:x"], ["kshot"], min_gap=1.0, auto_combine=False, **FAST
+    ).proxy_accuracy.iloc[0]
+    # |Δt| > 1 leaves AC AD AE BD BE, all ordered right by kshot
+    assert (gap["accuracy"], gap["n_pairs"]) == (1.0, 5)
+    t = np.array([4, 3, 2, 1, 1.0])
+    assert gap["accuracy"] == hand_accuracy(t, [10, 10, 5, 7, 6], min_gap=1.0)[0]
+
+
+def test_combined_proxies_are_sums_of_minmax_normalised():
+    df = small_table()
+    res = evaluate_pairwise(df, ["sft:x"], ["kshot", "anti"], combine=["mix=+kshot,-anti"], **FAST)
+    k = (df["kshot"] - 5) / 5
+    a = (df["anti"] - 1) / 4
+    np.testing.assert_allclose(res.table["mix"], k - a)
+    np.testing.assert_allclose(res.table["combo:all"], k + a)
+    acc = res.proxy_accuracy.set_index("proxy")
+    expect = hand_accuracy(df["sft:x"].to_numpy(), (k - a).to_numpy())[0]
+    assert acc.loc["mix", "accuracy"] == pytest.approx(expect)
+    assert acc.loc["mix", "kind"] == "combined"
+    assert parse_combine("c=+0.5*a,-b") == ("c", {"a": 0.5, "b": -1.0})
+    with pytest.raises(ParameterError, match="not proxies"):
+        evaluate_pairwise(df, ["sft:x"], ["kshot"], combine=["m=+nope"], **FAST)
+
+
+def test_bootstrap_weights_match_explicit_resampling():
+    rng = np.random.default_rng(3)
+    t, p = rng.normal(size=7), rng.normal(size=7)
+    credit, mask = credit_matrix(t, p)
+    idx = rng.integers(0, 7, size=7)
+    w = np.bincount(idx, minlength=7).astype(float)[None, :]
+    got = bootstrap_accuracy(credit, mask, w)[0]
+    assert got == pytest.approx(hand_accuracy(t[idx], p[idx])[0])
+
+
+def random_table(n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    t = rng.normal(size=n)
+    return pd.DataFrame(
+        {
+            "model": [f"m{i}" for i in range(n)],
+            "anti": -t,
+            "noise": rng.normal(size=n),
+            "good": t + rng.normal(scale=0.3, size=n),
+            "sft:a": t,
+            "sft:b": t + rng.normal(scale=0.5, size=n),
+        }
+    )
+
+
+def test_comparator_is_exactly_antisymmetric():
+    df = random_table()
+    P = df[["anti", "noise", "good"]].to_numpy()
+    t = df["sft:b"].to_numpy()
+    ii, jj = np.triu_indices(len(df), 1)
+    for clf in ("xgboost", "logreg"):
+        comp = PairwiseComparator(clf, seed=0).fit(P[:10], t[:10])
+        f_ij, f_ji = comp.predict_proba(P, ii, jj), comp.predict_proba(P, jj, ii)
+        # (ii < jj is the canonical orientation; the reverse is 1 - it, bit for bit)
+        assert np.array_equal(f_ji, 1.0 - f_ij)
+        np.testing.assert_allclose(f_ij + f_ji, 1.0, rtol=0, atol=1e-15)
+        assert ((f_ij > 0.5) == (f_ji < 0.5)).all()
+        imp = comp.importance()
+        assert imp.shape == (3,) and imp.sum() == pytest.approx(1.0)
+
+
+def test_splits_are_by_model():
+    splits = model_splits(20, n_splits=20, train_frac=0.6, seed=1)
+    assert len(splits) == 20
+    for tr, te in splits:
+        assert not set(tr) & set(te)
+        assert sorted(set(tr) | set(te)) == list(range(20))
+        assert len(tr) == 12
+        ii, jj = pairs_within(te)
+        assert set(ii) | set(jj) <= set(te)
+    assert not all(np.array_equal(splits[0][0], s[0]) for s in splits[1:])
+    res = evaluate_pairwise(random_table(), ["sft:a"], ["good", "noise"], **FAST)
+    for _, g in res.splits.groupby("split"):
+        train = set(g.loc[g.side == "train", "model"])
+        test = set(g.loc[g.side == "test", "model"])
+        assert not train & test and len(train | test) == 16
+
+
+def test_anticorrelated_proxy_error_one_and_comparator_inverts_it():
+    df = random_table(n=20, seed=1)
+    res = evaluate_pairwise(df, ["sft:a", "sft:b"], ["anti"], n_splits=5, n_boot=20, progress=False)
+    acc = res.proxy_accuracy.set_index(["proxy", "target"])
+    assert acc.loc[("anti", "sft:a"), "error"] == 1.0
+    comp = res.comparator.set_index(["target", "method"])
+    assert comp.loc[("sft:a", "comparator:xgboost"), "accuracy_mean"] >= 0.95
+    assert comp.loc[("sft:a", "comparator:logreg"), "accuracy_mean"] >= 0.95
+    # the unsupervised proxy re-scored on the same test pairs stays at 0
+    assert comp.loc[("sft:a", "proxy:anti"), "accuracy_mean"] == 0.0
+    assert comp.loc[("sft:a", "proxy:anti"), "n_splits"] == 5
+    # top-1 recall of the best model from the comparator's Borda ranking
+    topk = res.topk.set_index(["target", "method", "k"])
+    assert topk.loc[("sft:a", "comparator:xgboost", 1), "recall_mean"] == 1.0
+    assert topk.loc[("sft:a", "proxy:anti", 1), "recall_mean"] == 0.0
+    # transfer matrix holds every (source, target) pair; its diagonal is the comparator
+    tr = res.transfer.set_index(["source_target", "target"])
+    assert len(tr) == 4
+    assert tr.loc[("sft:a", "sft:a"), "accuracy_mean"] == pytest.approx(
+        comp.loc[("sft:a", "comparator:xgboost"), "accuracy_mean"]
+    )
+    # correlations: perfectly anti-correlated
+    corr = res.correlations.set_index(["proxy", "target"])
+    assert corr.loc[("anti", "sft:a"), "spearman"] == pytest.approx(-1.0)
+    assert corr.loc[("anti", "sft:a"), "kendall"] == pytest.approx(-1.0)
+    # gap quantiles cover every test pair once per method
+    g = res.gap_quantiles[res.gap_quantiles.method == "proxy:anti"]
+    g = g[g.target == "sft:a"]
+    assert (
+        g["n_pairs"].sum()
+        == res.comparator.set_index(["target", "method"]).loc[
+            ("sft:a", "proxy:anti"), "n_test_pairs_mean"
+        ]
+        * 5
+    )
+    assert (g["accuracy"] == 0).all()
+
+
+def test_importance_finds_the_informative_proxy():
+    df = random_table(n=20, seed=2)
+    res = evaluate_pairwise(
+        df, ["sft:a"], ["noise", "anti"], n_splits=4, n_boot=10, progress=False, transfer=False
+    )
+    imp = res.importance[res.importance.classifier == "xgboost"].set_index("proxy")
+    assert imp.loc["anti", "importance_mean"] > 0.8
+    assert imp["importance_mean"].sum() == pytest.approx(1.0)
+
+
+def test_flags_nan_and_outliers():
+    df = random_table(n=12, seed=3)
+    df.loc[2, "good"] = np.nan
+    df.loc[5, "noise"] = 1e6
+    with pytest.warns(PairwiseWarning) as rec:
+        res = evaluate_pairwise(df, ["sft:a"], ["good", "noise"], **FAST)
+    text = " ".join(str(w.message) for w in rec)
+    assert "m2" in text and "excluded" in text and "m5" in text
+    flags = res.flags.set_index("model")
+    assert flags.loc["m2", "action"] == "excluded" and "NaN" in flags.loc["m2", "reason"]
+    assert flags.loc["m5", "action"] == "kept" and flags.loc["m5", "robust_z"] > 5
+    assert "m2" not in set(res.table["model"]) and "m5" in set(res.table["model"])
+    assert res.summary["n_models_excluded"] == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res2 = evaluate_pairwise(df, ["sft:a"], ["good", "noise"], drop_flagged=True, **FAST)
+    assert "m5" not in set(res2.table["model"])
+
+
+def test_bad_inputs_raise_clear_errors():
+    df = small_table()
+    with pytest.raises(ParameterError, match="'nope'"):
+        evaluate_pairwise(df, ["sft:x"], ["nope"], **FAST)
+    with pytest.raises(ParameterError, match="ties"):
+        evaluate_pairwise(df, ["sft:x"], ["kshot"], ties="third", **FAST)
+    with pytest.raises(ParameterError, match="invert"):
+        evaluate_pairwise(df, ["sft:x"], ["kshot"], invert=["anti"], **FAST)
+
+
+def test_write_outputs(tmp_path):
+    res = evaluate_pairwise(random_table(), ["sft:a", "sft:b"], ["good", "noise"], **FAST)
+    paths = write_outputs(res, tmp_path)
+    for name in (
+        "proxy_accuracy",
+        "comparator",
+        "transfer",
+        "gap_quantiles",
+        "importance",
+        "topk",
+        "correlations",
+        "flags",
+        "summary",
+    ):
+        assert paths[name].is_file()
+    pa = pd.read_csv(tmp_path / "proxy_accuracy.csv")
+    assert {"proxy", "target", "accuracy", "error", "n_pairs", "ci_low", "ci_high"} <= set(pa)
+    comp = pd.read_csv(tmp_path / "comparator.csv")
+    assert {
+        "target",
+        "source_target",
+        "classifier",
+        "accuracy_mean",
+        "accuracy_sd",
+        "n_splits",
+    } <= set(comp)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["targets"] == ["sft:a", "sft:b"]

@@ -1,0 +1,193 @@
+"""`ckpt pairwise` on a CSV and on a store; the per-model table built from store rows."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ckpt_toolkit.analysis.pairwise_store import model_table_from_store, summary_proxies
+from ckpt_toolkit.cli import main
+from ckpt_toolkit.store import ResultsStore
+
+
+def test_cli_on_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 12
+    t = rng.normal(size=n)
+    df = pd.DataFrame(
+        {
+            "model": [f"m{i}" for i in range(n)],
+            "ppl": np.exp(-t * 0.1 + rng.normal(scale=0.05, size=n)),
+            "kshot": t + rng.normal(scale=0.3, size=n),
+            "sft:a": t,
+            "sft:b": t + rng.normal(scale=0.4, size=n),
+        }
+    )
+    csv = tmp_path / "models.csv"
+    df.to_csv(csv, index=False)
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "pairwise",
+            "--table",
+            str(csv),
+            "--targets",
+            "sft:a,sft:b",
+            "--proxies",
+            "ppl,kshot",
+            "--invert",
+            "ppl",
+            "--combine",
+            "mix=+ppl,+kshot",
+            "--splits",
+            "3",
+            "--n-boot",
+            "20",
+            "--classifier",
+            "logreg",
+            "--baseline",
+            "none",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    acc = pd.read_csv(out / "proxy_accuracy.csv").set_index(["proxy", "target"])
+    # golden: count agreeing pairs directly
+    good = sum(
+        (df["kshot"][i] > df["kshot"][j]) == (df["sft:b"][i] > df["sft:b"][j])
+        for i in range(n)
+        for j in range(i + 1, n)
+    )
+    assert acc.loc[("kshot", "sft:b"), "accuracy"] == pytest.approx(good / (n * (n - 1) / 2))
+    assert ("mix", "sft:a") in acc.index and ("combo:all", "sft:a") in acc.index
+    comp = pd.read_csv(out / "comparator.csv")
+    assert set(comp["classifier"]) == {"logreg", "none"}
+    assert (comp.loc[comp.kind == "comparator", "n_splits"] == 3).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ppl_proxy"] == "ppl" and summary["config"]["invert"] == ["ppl"]
+    for f in (
+        "transfer.csv",
+        "gap_quantiles.csv",
+        "importance.csv",
+        "topk.csv",
+        "correlations.csv",
+        "flags.csv",
+    ):
+        assert (out / f).is_file()
+    assert main(["pairwise", "--table", str(tmp_path / "nope.csv"), "--out", str(out)]) == 2
+    assert main(["pairwise", "--table", str(csv), "--targets", "sft:zz", "--out", str(out)]) == 2
+
+
+def store_rows() -> list[dict]:
+    rows = []
+    for r in range(5):
+        for step in (10, 20):
+            ck = dict(run=f"r{r}", checkpoint=f"r{r}@step{step}", step=step, tokens=step * 100)
+            q = r + step / 10  # quality
+            for dom, base in (("wiki", 10.0), ("code", 20.0)):
+                rows.append(dict(ck, probe="ppl", task=dom, metric="ppl", value=base / q))
+                rows.append(dict(ck, probe="ppl", task=dom, metric="bpb", value=2.0 / q))
+            rows.append(dict(ck, probe="sc_ppl", task="wiki", metric="sc_ppl", value=30 / q))
+            for task, cap in (("capitals", "knowledge"), ("rivers", "knowledge"), ("sums", "math")):
+                for shots in (0, 3):
+                    rows.append(
+                        dict(
+                            ck,
+                            probe="kshot",
+                            task=task,
+                            capability=cap,
+                            metric="acc",
+                            value=0.1 * q + 0.01 * shots,
+                            shots=shots,
+                        )
+                    )
+                    rows.append(
+                        dict(
+                            ck,
+                            probe="kshot",
+                            task=task,
+                            capability=cap,
+                            metric="gold_logprob",
+                            value=-5 / q,
+                            shots=shots,
+                        )
+                    )
+            for task in ("knowledge", "math"):
+                rows.append(
+                    dict(
+                        ck,
+                        probe="sft",
+                        task=task,
+                        metric="score",
+                        value=0.05 * q + (r % 2 if task == "knowledge" else 0),
+                        spec_hash="abc",
+                    )
+                )
+                rows.append(
+                    dict(
+                        ck,
+                        probe="sft",
+                        task=f"{task}/d1",
+                        metric="acc",
+                        value=0.1 * q,
+                        spec_hash="abc",
+                    )
+                )
+    return rows
+
+
+def test_model_table_from_store():
+    df = pd.DataFrame(store_rows())
+    tab = model_table_from_store(df, pool="all")
+    assert len(tab) == 10
+    row = tab.set_index("model").loc["r2@step20"]
+    q = 4.0
+    assert row["inv_ppl:wiki"] == pytest.approx(q / 10)
+    assert row["inv_ppl"] == pytest.approx(math.exp(-(math.log(10 / q) + math.log(20 / q)) / 2))
+    assert row["neg_bpb"] == pytest.approx(-2 / q)
+    assert row["inv_sc_ppl"] == pytest.approx(q / 30)
+    assert row["kshot_acc:capitals"] == pytest.approx(0.1 * q + 0.03)  # largest shot count
+    assert row["cap_kshot_acc:knowledge"] == pytest.approx(0.1 * q + 0.03)
+    assert row["kshot_logprob"] == pytest.approx(-5 / q)
+    assert row["sft:math"] == pytest.approx(0.05 * q)
+    assert row["sft:math/d1"] == pytest.approx(0.1 * q)
+    final = model_table_from_store(df, pool="final")
+    assert sorted(final["model"]) == [f"r{r}@step20" for r in range(5)]
+    assert "inv_ppl" in summary_proxies(final) and "sft:math" not in summary_proxies(final)
+    zero = model_table_from_store(df, pool="all", shots=0).set_index("model")
+    assert zero.loc["r2@step20", "kshot_acc:capitals"] == pytest.approx(0.1 * q)
+
+
+def test_cli_on_store(tmp_path):
+    st = ResultsStore(tmp_path / "s.duckdb")
+    st.upsert(store_rows())
+    out = tmp_path / "o"
+    rc = main(
+        [
+            "pairwise",
+            "--store",
+            str(st.path),
+            "--pool",
+            "all",
+            "--splits",
+            "2",
+            "--n-boot",
+            "10",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    acc = pd.read_csv(out / "proxy_accuracy.csv")
+    assert set(acc["target"]) == {"sft:knowledge", "sft:math"}
+    assert "inv_ppl" in set(acc["proxy"])
+    # within the pool, inv_ppl orders sft:math perfectly (both increase with quality q)
+    a = acc.set_index(["proxy", "target"]).loc[("inv_ppl", "sft:math")]
+    assert a["accuracy"] == 1.0

@@ -1,0 +1,263 @@
+"""The scoring engine against independent plain-torch computations on a tiny real model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ckpt_toolkit.probes import (
+    greedy_generate,
+    perplexity,
+    score_choices,
+    sliding_windows,
+    token_nll,
+)
+from ckpt_toolkit.probes.sc_ppl import build_examples, noise_mask
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_checkpoint):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(1)
+    model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    return model, tok
+
+
+def full_pass_logprob(model, ctx_ids: list[int], cont_ids: list[int]) -> float:
+    """lm-eval's computation: forward (ctx + cont)[:-1] once, sum the continuation log-probs."""
+    ids = torch.tensor([ctx_ids + cont_ids[:-1]])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids).logits[0].double(), -1)
+    n = len(ctx_ids)
+    return sum(logp[n - 1 + j, t].item() for j, t in enumerate(cont_ids))
+
+
+def is_greedy(model, ctx_ids: list[int], cont_ids: list[int]) -> bool:
+    with torch.no_grad():
+        logits = model(torch.tensor([ctx_ids + cont_ids[:-1]])).logits[0]
+    n = len(ctx_ids)
+    return all(int(logits[n - 1 + j].argmax()) == t for j, t in enumerate(cont_ids))
+
+
+def test_auto_method_picks_packed_for_llama(lm):
+    from ckpt_toolkit.probes.engine import _choose_method
+
+    assert _choose_method(*lm) == "packed"
+
+
+def lmeval_split(tok, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """lm-eval 0.4's _encode_pair, written out independently."""
+    n = len(context) - len(context.rstrip())
+    if n:
+        continuation, context = context[-n:] + continuation, context[:-n]
+    whole = tok.encode(context + continuation)
+    ctx = tok.encode(context)
+    return ctx, whole[len(ctx) :]
+
+
+REQUESTS = [
+    ("Question: What is 3 plus 4?\nAnswer:", [" 7", " 12 apples", " eight", " 3 plus 4 is 7"]),
+    ("The capital of Avalon is ", ["Brill", "the river Esk flows through it", "Tom"]),
+    ("def add(a, b):\n", ["    return a + b", "    pass"]),
+    ("Mira gave the red ball to Tom. Tom put the ball in the", [" box", " box.", " river"]),
+    ("x", [" y", " z z z z z z z z"]),
+]
+
+
+@pytest.mark.parametrize("method", ["packed", "cache"])
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_kv_shared_choices_equal_separate_full_passes(lm, batch_size, method):
+    model, tok = lm
+    got = score_choices(model, tok, REQUESTS, batch_size=batch_size, method=method)
+    for (ctx, choices), scores in zip(REQUESTS, got):
+        assert len(scores) == len(choices)
+        for choice, s in zip(choices, scores):
+            c, k = lmeval_split(tok, ctx, choice)
+            ref = full_pass_logprob(model, c, k)
+            assert s.n_tokens == len(k)
+            assert s.is_greedy == is_greedy(model, c, k)
+            assert s.logprob == pytest.approx(ref, abs=2e-5), (ctx, choice)
+
+
+@pytest.mark.parametrize("method", ["packed", "cache"])
+def test_context_longer_than_window_is_left_truncated(lm, method):
+    model, tok = lm
+    window = model.config.max_position_embeddings
+    long_ctx = "The capital of Avalon is Brill. " * 60  # several hundred tokens
+    choices = [" Brill", " the river Esk"]
+    assert len(tok.encode(long_ctx)) > 2 * window
+    (scores,) = score_choices(model, tok, [(long_ctx, choices)], method=method)
+    pairs = [lmeval_split(tok, long_ctx, ch) for ch in choices]
+    longest = max(len(k) for _, k in pairs)
+    for (c, k), s in zip(pairs, scores):
+        # lm-eval's rule for the longest choice: (ctx + cont)[-(window + 1):][:-1]
+        c = c[len(c) + longest - 1 - window :]
+        assert len(c) + len(k) - 1 <= window
+        assert s.logprob == pytest.approx(full_pass_logprob(model, c, k), abs=2e-5)
+        assert math.isfinite(s.logprob)
+
+
+def hf_recipe_nll(model, seq: list[int], window: int, stride: int) -> tuple[float, int]:
+    """The strided-window recipe of the transformers perplexity guide, in plain torch."""
+    ids = torch.tensor([seq])
+    total, count, prev_end = 0.0, 0, 0
+    for begin in range(0, len(seq), stride):
+        end = min(begin + window, len(seq))
+        trg_len = end - prev_end
+        inp = ids[:, begin:end]
+        tgt = inp.clone()
+        tgt[:, :-trg_len] = -100
+        with torch.no_grad():
+            logits = model(inp).logits.double()
+        lab = tgt[:, 1:]
+        total += F.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), lab.reshape(-1), reduction="sum"
+        ).item()
+        count += int((lab != -100).sum())
+        prev_end = end
+        if end == len(seq):
+            break
+    return total, count
+
+
+TEXTS = [
+    "The capital of Avalon is Brill. The river Esk flows through Brill. " * 6,
+    "Question: What is 3 plus 4? Answer: 7",
+    "def add(a, b):\n    return a + b\nprint(add(2, 3))  # 5\n" * 3,
+    "If it rains, the ground gets wet.",
+    "Mira gave the red ball to Tom. " * 9,
+    "short",
+    "Tom put the ball in the box. " * 4,
+    "é ü → unicode bytes count " * 2,
+    "a b c d e f g h i j k l m n o p",
+]
+
+
+def test_perplexity_matches_plain_torch_and_batch_sizes_agree(lm):
+    model, tok = lm
+    window, stride = 32, 16
+    r1 = perplexity(model, tok, TEXTS, window=window, stride=stride, batch_size=1)
+    r8 = perplexity(model, tok, TEXTS, window=window, stride=stride, batch_size=8)
+    total, count, nbytes = 0.0, 0, 0
+    for i, text in enumerate(TEXTS):
+        seq = [tok.bos_token_id] + tok.encode(text, add_special_tokens=False)
+        nll, n = hf_recipe_nll(model, seq, window, stride)
+        assert r1.tokens[i] == n == len(seq) - 1  # every token scored once, padding never
+        assert r1.nll[i] == pytest.approx(nll, rel=1e-5)
+        total, count, nbytes = total + nll, count + n, nbytes + len(text.encode("utf-8"))
+    # batch 1 and batch 8 agree to float32 rounding (padding is never scored)
+    assert r8.tokens == r1.tokens
+    for a, b in zip(r1.nll, r8.nll):
+        assert a == pytest.approx(b, rel=1e-6, abs=1e-6)
+    assert r1.loss == pytest.approx(total / count, rel=1e-5)
+    assert r1.ppl == pytest.approx(math.exp(total / count), rel=1e-5)
+    assert r1.bpb == pytest.approx(total / math.log(2) / nbytes, rel=1e-5)
+
+
+def test_perplexity_window_covering_document_equals_one_pass(lm):
+    model, tok = lm
+    text = "The capital of Avalon is Brill. The river Esk flows through Brill."
+    seq = [tok.bos_token_id] + tok.encode(text, add_special_tokens=False)
+    assert len(seq) <= model.config.max_position_embeddings
+    with torch.no_grad():
+        logits = model(torch.tensor([seq])).logits[0].double()
+    ref = F.cross_entropy(logits[:-1], torch.tensor(seq[1:]), reduction="sum").item()
+    res = perplexity(model, tok, [text])  # default window: the model's (128)
+    assert res.nll[0] == pytest.approx(ref, rel=1e-5)
+
+
+@pytest.mark.parametrize("n,window,stride", [(2, 2, 1), (10, 4, 4), (100, 32, 16), (33, 32, 32)])
+def test_sliding_windows_score_every_token_once(n, window, stride):
+    scored = []
+    for begin, end, start in sliding_windows(n, window, stride):
+        assert 0 < end - begin <= window and start >= 1
+        scored.extend(range(begin + start, end))
+    assert scored == list(range(1, n))
+
+
+def test_greedy_generation_matches_transformers_generate(lm):
+    model, tok = lm
+    contexts = ["Question: What is 3 plus 4? Answer:", "def add(a, b):", "The capital of"]
+    got = greedy_generate(model, tok, contexts, max_new_tokens=8, batch_size=2, stop=())
+    for ctx, text in zip(contexts, got):
+        ids = torch.tensor([tok.encode(ctx)])
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=8,
+            do_sample=False,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+        ref = tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+        assert text == ref
+
+
+def test_span_corruption_is_deterministic_and_reconstructs_the_text(lm):
+    model, tok = lm
+    rng = __import__("numpy").random.default_rng(0)
+    mask = noise_mask(200, 0.15, 3.0, rng)
+    assert mask.sum() == 30 and not mask[0]
+    texts = [TEXTS[0], TEXTS[2]]
+    seqs, starts, owner, kind = build_examples(tok, texts, 128, 0.15, 3.0, seed=0)
+    again = build_examples(tok, texts, 128, 0.15, 3.0, seed=0)
+    assert kind == "special" and (seqs, starts) == (again[0], again[1])
+    sent = {tok.convert_tokens_to_ids(f"<extra_id_{i}>") for i in range(8)}
+    rebuilt: dict[int, list[int]] = {}
+    for seq, start, d in zip(seqs, starts, owner):
+        assert len(seq) <= 128 and seq[0] == tok.bos_token_id
+        # <extra_id_0> occurs twice: where the first span was cut, and where the targets start
+        body = seq[1:]
+        i0 = [i for i, t in enumerate(body) if t == min(sent)]
+        assert len(i0) == 2
+        inp, tgt = body[: i0[1]], body[i0[1] :]
+        assert start == 1 + len(inp) + 1
+        spans, cur = {}, None
+        for t in tgt:
+            if t in sent:
+                cur = t
+                spans[cur] = []
+            else:
+                spans[cur].append(t)
+        out = []
+        for t in inp:
+            out.extend(spans[t] if t in sent else [t])
+        rebuilt.setdefault(d, []).extend(out)
+    for d, text in enumerate(texts):
+        assert rebuilt[d] == tok.encode(text, add_special_tokens=False)
+    nll = token_nll(model, tok, seqs, starts, batch_size=4)
+    with torch.no_grad():
+        logits = model(torch.tensor([seqs[0]])).logits[0].double()
+    s = starts[0]
+    ref = F.cross_entropy(logits[s - 1 : -1], torch.tensor(seqs[0][s:]), reduction="none")
+    assert torch.allclose(nll[0], ref, atol=1e-5)
+
+
+def test_textual_sentinels_without_special_tokens():
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=200,
+        special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    raw.train_from_iterator(TEXTS * 5, trainer=trainer)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    seqs, starts, _, kind = build_examples(tok, TEXTS[:2], 128, 0.15, 3.0, seed=0)
+    assert kind == "textual" and seqs
+    marker = tok.encode("<extra_id_0>", add_special_tokens=False)
+    assert len(marker) > 1
+    s = seqs[0]
+    assert any(s[i : i + len(marker)] == marker for i in range(len(s)))
+    assert all(len(q) <= 128 and 1 < st < len(q) for q, st in zip(seqs, starts))

@@ -1,0 +1,69 @@
+"""Agreement with lm-evaluation-harness 0.4 on the same model, prompts and choices (float32, CPU).
+
+Our kshot prompts (3 shots) are exported to lm-eval's task format and run at num_fewshot 0 with
+``logits_cache=False`` (its logits cache mis-scores some requests; see notes/lm-eval-peer.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from ckpt_toolkit.probes import build_prompt, kshot_rows, score_choices, select_shots
+from ckpt_toolkit.probes.kshot import eval_items
+from ckpt_toolkit.probes.lmeval_export import export_lmeval_task
+from ckpt_toolkit.probes.specs import DEFAULTS, ProbeSpec
+from ckpt_toolkit.tasks import load_task_file, write_task_file
+
+lm_eval = pytest.importorskip("lm_eval")
+
+
+def test_per_item_loglikelihoods_and_accuracy_match_lm_eval(tmp_path, tiny_tokenizer):
+    from helpers import make_tiny_checkpoint
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+    from test_probe_sweep import mc_items
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+    torch.set_num_threads(1)
+    # a window long enough that no prompt is truncated (truncation rules differ: see probes.md)
+    path = make_tiny_checkpoint(tmp_path / "model", seed=3, tokenizer=tiny_tokenizer,
+                                max_positions=512)
+    items = load_task_file(write_task_file(tmp_path / "add.jsonl", mc_items(6, 40)))
+    yaml_path = export_lmeval_task("add", items, tmp_path / "lmeval", shots=3)
+
+    res = simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={path},logits_cache=False,dtype=float32",
+        tasks=[yaml_path.stem],
+        task_manager=TaskManager(include_path=str(yaml_path.parent), include_defaults=False),
+        batch_size=8,
+        device="cpu",
+        log_samples=True,
+    )
+    samples = sorted(res["samples"][yaml_path.stem], key=lambda s: s["doc_id"])
+    theirs = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    shots = select_shots("add", items, 3, seed=DEFAULTS["kshot"]["seed"])
+    evals = eval_items("add", items)
+    reqs = [(build_prompt(shots, it), list(it.choices)) for it in evals]
+    ours = [[s.logprob for s in row] for row in score_choices(model, tok, reqs, batch_size=8)]
+
+    assert len(ours) == len(theirs) == 40
+    worst = max(abs(a - b) for o, t in zip(ours, theirs) for a, b in zip(o, t))
+    assert worst < 1e-4, worst
+    for o, t, s in zip(ours, theirs, samples):
+        assert o.index(max(o)) == t.index(max(t))
+        assert float(o.index(max(o)) == s["target"]) == s["acc"]
+
+    spec = ProbeSpec("kshot", "add", 3, params=dict(DEFAULTS["kshot"]))
+    rows = {r["metric"]: r for r in kshot_rows(model, tok, spec, items, batch_size=8)}
+    r = res["results"][yaml_path.stem]
+    assert rows["acc"]["value"] == pytest.approx(r["acc,none"], abs=1e-12)
+    assert rows["acc_norm"]["value"] == pytest.approx(r["acc_norm,none"], abs=1e-12)
+    assert rows["acc"]["stderr"] == pytest.approx(r["acc_stderr,none"], rel=1e-9)
