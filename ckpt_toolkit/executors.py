@@ -82,17 +82,41 @@ class LocalExecutor:
         return report
 
 
+#: options only the Ray executor understands (see ckpt_toolkit.ray_executor.RayExecutor)
+RAY_ONLY_OPTIONS = ("address", "num_cpus", "num_gpus", "memory", "init_kwargs", "check_resources")
+LOCAL_OPTIONS = ("max_retries", "progress", "desc")
+
+
 def get_executor(name: str = "local", **options: Any) -> Any:
-    """``local`` (default) or ``ray`` (``pip install ckpt_toolkit[ray]``; options: address,
-    max_retries, resources)."""
+    """``local`` (default) or ``ray`` (``pip install ckpt_toolkit[ray]``).
+
+    Options: ``max_retries``, ``progress``, ``desc`` for both; ``address``, ``num_cpus``,
+    ``num_gpus``, ``memory``, ``init_kwargs``, ``check_resources`` for ``ray`` only. Options that
+    are ``None`` count as not given (CLIs can pass their flags through unchanged); a Ray-only
+    option given to the local executor is an error rather than silently ignored.
+    """
+    from .errors import ParameterError
+
+    options = {k: v for k, v in options.items() if v is not None}
     if name == "local":
-        return LocalExecutor(
-            **{k: v for k, v in options.items() if k in ("max_retries", "progress", "desc")}
-        )
+        ray_only = sorted(k for k in options if k in RAY_ONLY_OPTIONS)
+        if ray_only:
+            flags = ", ".join("--" + k.replace("_", "-") for k in ray_only)
+            raise ParameterError(
+                f"{flags}: only with --executor ray (the local executor runs here)"
+            )
+        unknown = sorted(set(options) - set(LOCAL_OPTIONS))
+        if unknown:
+            raise ParameterError(f"unknown executor option(s) {unknown}; known: {LOCAL_OPTIONS}")
+        return LocalExecutor(**options)
     if name == "ray":
         from .ray_executor import RayExecutor
 
+        known = set(LOCAL_OPTIONS) | set(RAY_ONLY_OPTIONS)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ParameterError(
+                f"unknown ray executor option(s) {unknown}; known: {sorted(known)}"
+            )
         return RayExecutor(**options)
-    from .errors import ParameterError
-
     raise ParameterError(f"unknown executor {name!r}; choose 'local' or 'ray'")

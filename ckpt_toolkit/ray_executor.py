@@ -148,8 +148,12 @@ class RayExecutor:
     max_retries:
         Extra attempts per unit, for crashed workers and Python exceptions alike.
     num_cpus, num_gpus, memory:
-        Default resources of every task (``memory`` in bytes or like ``"8GiB"``);
-        ``unit.resources`` overrides them per unit. Torch in a worker uses ``num_cpus`` threads.
+        Resources of every task (``memory`` in bytes or like ``"8GiB"``). A value given here is
+        what the user asked for and wins; one left at ``None`` comes from the sweep's
+        ``unit.resources`` (e.g. one GPU per unit when a probe sweep runs with ``device="cuda"``),
+        else Ray's defaults (1 CPU, no GPU, no memory reservation). So ``num_gpus=0.25`` packs
+        four units on a GPU whatever the sweep proposed. Torch in a worker uses ``num_cpus``
+        threads.
     progress:
         Show a tqdm bar on the driver.
     init_kwargs:
@@ -168,7 +172,7 @@ class RayExecutor:
         address: str | None = None,
         max_retries: int = 2,
         num_cpus: float | None = None,
-        num_gpus: float | None = 0,
+        num_gpus: float | None = None,
         memory: int | str | None = None,
         progress: bool = True,
         init_kwargs: Mapping[str, Any] | None = None,
@@ -178,15 +182,16 @@ class RayExecutor:
         _import_ray()  # fail early, with the install hint
         if max_retries is None:
             max_retries = 2
-        if int(max_retries) < 0:
-            raise ParameterError(f"max_retries must be >= 0, got {max_retries!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ParameterError(f"max_retries must be an integer >= 0, got {max_retries!r}")
         for what, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
-            if value is not None and (isinstance(value, bool) or float(value) < 0):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+            if value is not None and not ok:
                 raise ParameterError(f"{what} must be a number >= 0, got {value!r}")
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.max_retries = int(max_retries)
         self.num_cpus = num_cpus
-        self.num_gpus = num_gpus or 0
+        self.num_gpus = num_gpus
         self.memory = parse_memory(memory)
         self.progress = progress
         self.init_kwargs = dict(init_kwargs or {})
@@ -243,22 +248,24 @@ class RayExecutor:
 
     # -- resources ---------------------------------------------------------------------
     def task_options(self, unit: WorkUnit) -> dict[str, Any]:
-        """Ray options of ``unit``'s task: executor defaults overridden by ``unit.resources``."""
+        """Ray options of ``unit``'s task: the executor's explicit resources, else the unit's."""
         unknown = set(unit.resources) - set(RESOURCE_KEYS)
         if unknown:
             raise ParameterError(
                 f"work unit {unit.key!r}: unknown resource(s) {sorted(unknown)}; "
                 f"known: {list(RESOURCE_KEYS)}"
             )
-        res: dict[str, Any] = {
-            "num_cpus": self.num_cpus,
-            "num_gpus": self.num_gpus,
-            "memory": self.memory,
-        }
-        res.update({k: v for k, v in unit.resources.items() if v is not None})
+        res: dict[str, Any] = {k: v for k, v in unit.resources.items() if v is not None}
+        for key, value in (
+            ("num_cpus", self.num_cpus),
+            ("num_gpus", self.num_gpus),
+            ("memory", self.memory),
+        ):
+            if value is not None:  # set by the user: overrides the sweep's proposal
+                res[key] = value
         opts: dict[str, Any] = {
-            "num_cpus": 1 if res["num_cpus"] is None else res["num_cpus"],
-            "num_gpus": res["num_gpus"] or 0,
+            "num_cpus": res.get("num_cpus", 1),
+            "num_gpus": res.get("num_gpus") or 0,
             "max_retries": self.max_retries,
             "retry_exceptions": True,
             "name": unit.key,

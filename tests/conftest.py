@@ -37,3 +37,12 @@ def pythia_evals() -> Path:
     if not PYTHIA_EVALS.is_dir():
         pytest.skip(f"real Pythia eval data not found at {PYTHIA_EVALS}")
     return PYTHIA_EVALS
+
+
+@pytest.fixture(scope="session")
+def smoke_zoo(tmp_path_factory) -> Path:
+    """The smoke-preset zoo, trained once per session; returns its manifest.csv
+    (DIR/world/ holds its tasks and held-out text, DIR/runs/ its checkpoints)."""
+    from ckpt_toolkit.zoo import train_zoo
+
+    return train_zoo("smoke", tmp_path_factory.mktemp("zoo") / "smoke", progress=False)

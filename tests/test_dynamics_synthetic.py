@@ -245,3 +245,40 @@ def test_dynamics_on_real_probe_rows(tmp_path, tiny_tokenizer):
     assert len(la) > 0 and la["reason"].notna().all()
     if (la["status"] == "ok").any():
         assert (la[la.status == "ok"]["loss_source"] == "probe=ppl/metric=loss").all()
+
+
+def test_missing_x_axis_is_a_clear_error():
+    from ckpt_toolkit.errors import ParameterError
+
+    df = _zoo_like(3).assign(tokens=None)
+    with pytest.raises(ParameterError, match="x='step'"):
+        run_dynamics(df, None, x="tokens")
+    assert len(run_dynamics(df, None, x="step")["curves"]) > 0
+
+
+def test_dynamics_on_the_smoke_zoo(smoke_zoo, tmp_path):
+    """The zoo's own probe rows (4 runs x 3 checkpoints) through every analysis."""
+    from ckpt_toolkit.probes import run_probes
+    from ckpt_toolkit.store import ResultsStore
+
+    store = ResultsStore(tmp_path / "zoo.duckdb")
+    run_probes(
+        str(smoke_zoo), store, probes=("ppl", "kshot"), limit=6, batch_size=16, progress=False
+    )
+    df = store.to_pandas()
+    t = run_dynamics(df, tmp_path / "out")
+    cv = t["curves"]
+    cats = set(cv[cv.level == "category"]["benchmark"])
+    assert {"knowledge", "reading_comprehension", "commonsense", "reasoning_math", "code"} <= cats
+    assert cv.groupby("run")["checkpoint"].nunique().min() >= 2
+    # categories come from the rows' own capability labels
+    caps = df[df.probe == "kshot"].groupby("task")["capability"].first()
+    bench = cv[cv.level == "benchmark"].groupby("benchmark")["category"].first()
+    alias = {"world_knowledge": "knowledge", "math": "reasoning_math"}
+    for task, cap in caps.items():
+        assert bench[task] == alias.get(cap, cap)
+    assert set(t["loss_agreement"]["loss_source"].dropna()) <= {"probe=ppl/metric=loss"}
+    for name, tab in t.items():
+        assert (tmp_path / "out" / f"{name}.csv").is_file()
+        if "status" in tab:
+            assert tab.loc[tab["status"] == "skipped", "reason"].astype(str).str.len().gt(0).all()

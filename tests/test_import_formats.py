@@ -126,6 +126,13 @@ def test_lm_eval_malformed(tmp_path, content, needle):
     assert str(f) in str(info.value)
 
 
+def test_group_without_groups_key_still_not_double_counted(tmp_path):
+    data = {k: v for k, v in V04.items() if k != "groups"}
+    store = ResultsStore(tmp_path / "s.duckdb")
+    import_lm_eval(_write(tmp_path / "r.json", data), store, progress=False)
+    assert "mmlu" not in set(store.to_pandas()["task"])
+
+
 def test_reimport_is_idempotent(tmp_path):
     f = _write(tmp_path / "r.json", V04)
     store = ResultsStore(tmp_path / "s.duckdb")

@@ -273,3 +273,20 @@ def test_write_outputs(tmp_path):
     } <= set(comp)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["targets"] == ["sft:a", "sft:b"]
+
+
+def test_rank_correlations_match_scipy():
+    from scipy import stats
+
+    from ckpt_toolkit.analysis.pairwise_core import rank_correlations
+
+    rng = np.random.default_rng(5)
+    t = rng.integers(0, 5, size=15).astype(float)  # with ties
+    p = t + rng.integers(0, 4, size=15)
+    idx = rng.integers(0, 15, size=(8, 15))
+    c = rank_correlations(t, p, idx)
+    assert c["spearman"] == pytest.approx(stats.spearmanr(t, p)[0])
+    assert c["kendall"] == pytest.approx(stats.kendalltau(t, p)[0])
+    boots = [stats.kendalltau(t[ix], p[ix])[0] for ix in idx]
+    assert c["kendall_ci"][0] == pytest.approx(np.quantile(boots, 0.025))
+    assert c["kendall_ci"][1] == pytest.approx(np.quantile(boots, 0.975))

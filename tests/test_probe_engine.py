@@ -69,12 +69,18 @@ REQUESTS = [
 ]
 
 
+SHOTS = "Question: What is 1 plus 1?\nAnswer: 2\n\nQuestion: What is 2 plus 5?\nAnswer: 7\n\n"
+# k-shot style: every context starts with the same shots (a shared prefix forwarded once)
+SHARED = [(SHOTS + ctx, choices) for ctx, choices in REQUESTS]
+
+
 @pytest.mark.parametrize("method", ["packed", "cache"])
 @pytest.mark.parametrize("batch_size", [1, 3, 16])
-def test_kv_shared_choices_equal_separate_full_passes(lm, batch_size, method):
+@pytest.mark.parametrize("requests", [REQUESTS, SHARED], ids=["distinct", "shared-shots"])
+def test_kv_shared_choices_equal_separate_full_passes(lm, batch_size, method, requests):
     model, tok = lm
-    got = score_choices(model, tok, REQUESTS, batch_size=batch_size, method=method)
-    for (ctx, choices), scores in zip(REQUESTS, got):
+    got = score_choices(model, tok, requests, batch_size=batch_size, method=method)
+    for (ctx, choices), scores in zip(requests, got):
         assert len(scores) == len(choices)
         for choice, s in zip(choices, scores):
             c, k = lmeval_split(tok, ctx, choice)
@@ -252,7 +258,11 @@ def test_textual_sentinels_without_special_tokens():
     )
     raw.train_from_iterator(TEXTS * 5, trainer=trainer)
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=raw, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+        tokenizer_object=raw,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
     )
     seqs, starts, _, kind = build_examples(tok, TEXTS[:2], 128, 0.15, 3.0, seed=0)
     assert kind == "textual" and seqs

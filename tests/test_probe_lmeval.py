@@ -30,8 +30,9 @@ def test_per_item_loglikelihoods_and_accuracy_match_lm_eval(tmp_path, tiny_token
     os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
     torch.set_num_threads(1)
     # a window long enough that no prompt is truncated (truncation rules differ: see probes.md)
-    path = make_tiny_checkpoint(tmp_path / "model", seed=3, tokenizer=tiny_tokenizer,
-                                max_positions=512)
+    path = make_tiny_checkpoint(
+        tmp_path / "model", seed=3, tokenizer=tiny_tokenizer, max_positions=512
+    )
     items = load_task_file(write_task_file(tmp_path / "add.jsonl", mc_items(6, 40)))
     yaml_path = export_lmeval_task("add", items, tmp_path / "lmeval", shots=3)
 

@@ -45,8 +45,12 @@ def probe_data(tmp_path_factory) -> dict[str, Path]:
     gen = write_task_file(
         d / "tasks" / "succ.jsonl",
         [
-            {"context": f"{i} then", "gold": str(i + 1), "capability": "math",
-             "split": "train" if i < 3 else "test"}
+            {
+                "context": f"{i} then",
+                "gold": str(i + 1),
+                "capability": "math",
+                "split": "train" if i < 3 else "test",
+            }
             for i in range(7)
         ],
     )
@@ -72,8 +76,13 @@ def run_folder(tmp_path_factory, tiny_tokenizer) -> Path:
 def test_sweep_writes_documented_rows(tiny_checkpoint, probe_data, tmp_path):
     store = ResultsStore(tmp_path / "r.duckdb")
     rep = run_probes(
-        str(tiny_checkpoint), store, tasks=probe_data["tasks"], heldout=probe_data["heldout"],
-        shots=(0, 2), batch_size=4, progress=False,
+        str(tiny_checkpoint),
+        store,
+        tasks=probe_data["tasks"],
+        heldout=probe_data["heldout"],
+        shots=(0, 2),
+        batch_size=4,
+        progress=False,
     )
     assert rep.ok and rep.done and rep.rows_written > 0
     df = store.to_pandas()
@@ -100,8 +109,12 @@ def test_sweep_writes_documented_rows(tiny_checkpoint, probe_data, tmp_path):
     assert list(store.checkpoints().checkpoint) == [acc.checkpoint]
     # a second run recomputes nothing
     again = run_probes(
-        str(tiny_checkpoint), store, tasks=probe_data["tasks"], heldout=probe_data["heldout"],
-        shots=(0, 2), progress=False,
+        str(tiny_checkpoint),
+        store,
+        tasks=probe_data["tasks"],
+        heldout=probe_data["heldout"],
+        shots=(0, 2),
+        progress=False,
     )
     assert again.done == [] and len(again.skipped) == 8 and len(store) == len(df)
 
@@ -121,10 +134,20 @@ def test_kshot_shots_are_seeded_and_fixed(tiny_checkpoint, probe_data, tmp_path)
 @pytest.mark.parametrize(
     "bad,match",
     [
-        ({"context": "Q:", "choices": [" a", " b"], "capability": "x", "split": "test"},
-         r"bad\.jsonl:2: missing required field\(s\) gold"),
-        ({"context": "Q:", "choices": [" a", " b"], "gold": 2, "capability": "x", "split": "test"},
-         r"bad\.jsonl:2: 'gold' index 2 is out of range for 2 choices"),
+        (
+            {"context": "Q:", "choices": [" a", " b"], "capability": "x", "split": "test"},
+            r"bad\.jsonl:2: missing required field\(s\) gold",
+        ),
+        (
+            {
+                "context": "Q:",
+                "choices": [" a", " b"],
+                "gold": 2,
+                "capability": "x",
+                "split": "test",
+            },
+            r"bad\.jsonl:2: 'gold' index 2 is out of range for 2 choices",
+        ),
     ],
 )
 def test_task_file_errors_through_probe_path(tiny_checkpoint, tmp_path, bad, match):
@@ -132,12 +155,27 @@ def test_task_file_errors_through_probe_path(tiny_checkpoint, tmp_path, bad, mat
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
     with pytest.raises(TaskFileError, match=match):
-        run_probes(str(tiny_checkpoint), tmp_path / "r.duckdb", probes="kshot", tasks=path,
-                   progress=False)
+        run_probes(
+            str(tiny_checkpoint), tmp_path / "r.duckdb", probes="kshot", tasks=path, progress=False
+        )
     from ckpt_toolkit.cli import main
 
-    assert main(["probe", str(tiny_checkpoint), "-p", "kshot", "-t", str(path),
-                 "-s", str(tmp_path / "r.duckdb"), "-q"]) == 2
+    assert (
+        main(
+            [
+                "probe",
+                str(tiny_checkpoint),
+                "-p",
+                "kshot",
+                "-t",
+                str(path),
+                "-s",
+                str(tmp_path / "r.duckdb"),
+                "-q",
+            ]
+        )
+        == 2
+    )
 
 
 SLOW_SWEEP = textwrap.dedent(
@@ -166,9 +204,19 @@ def test_resume_after_kill_9(run_folder, probe_data, tmp_path):
     marker = tmp_path / "marker"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", SLOW_SWEEP, str(run_folder), str(store_path),
-         str(probe_data["mc"]), str(probe_data["heldout"]), str(marker)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-c",
+            SLOW_SWEEP,
+            str(run_folder),
+            str(store_path),
+            str(probe_data["mc"]),
+            str(probe_data["heldout"]),
+            str(marker),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.time() + 120
@@ -185,8 +233,14 @@ def test_resume_after_kill_9(run_folder, probe_data, tmp_path):
     first = store.to_pandas()
     assert set(first.checkpoint) == {"tiny-run@step10"}  # step20 was in flight: nothing of it
     per_ckpt = len(first)
-    rep = run_probes(str(run_folder), store, tasks=probe_data["mc"],
-                     heldout=probe_data["heldout"], probes="ppl,kshot", progress=False)
+    rep = run_probes(
+        str(run_folder),
+        store,
+        tasks=probe_data["mc"],
+        heldout=probe_data["heldout"],
+        probes="ppl,kshot",
+        progress=False,
+    )
     assert rep.done == ["tiny-run@step20", "tiny-run@step30"]
     assert all(s.startswith("tiny-run@step10:") for s in rep.skipped)
     df = store.to_pandas()
@@ -201,10 +255,27 @@ def test_cli_smoke(tiny_checkpoint, probe_data, tmp_path, capsys):
     from ckpt_toolkit.cli import main
 
     store = tmp_path / "cli.duckdb"
-    args = ["probe", str(tiny_checkpoint), "--probes", "ppl,kshot", "--tasks",
-            f"{probe_data['mc']},{probe_data['gen']}", "--heldout", str(probe_data["heldout"]),
-            "--shots", "0,1", "--batch-size", "3", "--limit", "4", "--window", "64",
-            "--store", str(store), "--quiet"]
+    args = [
+        "probe",
+        str(tiny_checkpoint),
+        "--probes",
+        "ppl,kshot",
+        "--tasks",
+        f"{probe_data['mc']},{probe_data['gen']}",
+        "--heldout",
+        str(probe_data["heldout"]),
+        "--shots",
+        "0,1",
+        "--batch-size",
+        "3",
+        "--limit",
+        "4",
+        "--window",
+        "64",
+        "--store",
+        str(store),
+        "--quiet",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "1 done" in out
@@ -214,3 +285,22 @@ def test_cli_smoke(tiny_checkpoint, probe_data, tmp_path, capsys):
     assert json.loads(df[df.probe == "ppl"].provenance.iloc[0])["window"] == 64
     assert main(args) == 0 and "0 done" in capsys.readouterr().out
     assert main(["probe", str(tiny_checkpoint), "--probes", "nope", "-s", str(store)]) == 2
+
+
+def test_zoo_source_defaults_to_world_tasks_and_heldout(tiny_checkpoint, probe_data, tmp_path):
+    import shutil
+
+    zoo = tmp_path / "zoo"
+    shutil.copytree(tiny_checkpoint, zoo / "runs" / "clm-s" / "checkpoint-10")
+    shutil.copytree(probe_data["tasks"], zoo / "world" / "tasks")
+    shutil.copytree(probe_data["heldout"], zoo / "world" / "heldout")
+    (zoo / "manifest.csv").write_text(
+        "run,objective,step,tokens,path\nclm-s,clm,10,5120,runs/clm-s/checkpoint-10\n"
+    )
+    store = ResultsStore(tmp_path / "zoo.duckdb")
+    rep = run_probes(str(zoo), store, probes="ppl,kshot", progress=False)
+    assert rep.ok and rep.done == ["clm-s@step10"]
+    df = store.to_pandas()
+    assert set(df.task) == {"add", "succ", "wiki", "code"}
+    assert set(df.tokens) == {5120}
+    assert store.checkpoints().config.iloc[0]["objective"] == "clm"

@@ -133,14 +133,21 @@ def test_unreachable_address_is_a_clear_error():
         RayExecutor(address="nonsense").connect()
 
 
-def test_task_options_merge_defaults_and_unit_resources():
-    ex = RayExecutor(num_cpus=2, num_gpus=1, memory="1GiB", max_retries=3)
-    opts = ex.task_options(WorkUnit("a@step1", square_rows, resources={"num_gpus": 0.5}))
-    assert opts["num_cpus"] == 2 and opts["num_gpus"] == 0.5 and opts["memory"] == 2**30
+def test_task_options_user_resources_win_over_the_sweeps():
+    unit = WorkUnit("a@step1", square_rows, resources={"num_cpus": 1, "num_gpus": 1})
+    # nothing set on the executor: the sweep's proposal
+    opts = RayExecutor(max_retries=3).task_options(unit)
+    assert opts["num_cpus"] == 1 and opts["num_gpus"] == 1 and "memory" not in opts
     assert opts["max_retries"] == 3 and opts["retry_exceptions"] is True
     assert opts["name"] == "a@step1"
+    # what the user typed (--num-gpus 0.25 --num-cpus 2 --memory 1GiB) wins
+    opts = RayExecutor(num_cpus=2, num_gpus=0.25, memory="1GiB").task_options(unit)
+    assert opts["num_cpus"] == 2 and opts["num_gpus"] == 0.25 and opts["memory"] == 2**30
+    # Ray's defaults when neither says anything
+    opts = RayExecutor().task_options(WorkUnit("b", square_rows))
+    assert opts["num_cpus"] == 1 and opts["num_gpus"] == 0
     with pytest.raises(ParameterError, match="unknown resource"):
-        ex.task_options(WorkUnit("b", square_rows, resources={"gpus": 1}))
+        RayExecutor().task_options(WorkUnit("b", square_rows, resources={"gpus": 1}))
 
 
 # -- on the local cluster --------------------------------------------------------------------
@@ -252,3 +259,16 @@ def test_unschedulable_request_fails_fast(ray_cluster):
     units = [WorkUnit("big", square_rows, ("big", 3), resources={"num_gpus": 1})]
     with pytest.raises(ParameterError, match="no node of the Ray cluster"):
         RayExecutor(progress=False).run(units, lambda u, r: None)
+
+
+def test_driver_error_in_on_result_propagates(ray_cluster):
+    """A store that cannot be written stops the sweep (the rest is cancelled), not silently."""
+    from ckpt_toolkit.errors import StoreError
+
+    units = [WorkUnit(f"u{n}", square_rows, (f"u{n}", n)) for n in (2, 3, 4)]
+
+    def on_result(unit, rows):
+        raise StoreError(f"cannot write {unit.key}")
+
+    with pytest.raises(StoreError, match="cannot write u"):
+        RayExecutor(progress=False).run(units, on_result)

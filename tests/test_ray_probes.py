@@ -1,10 +1,10 @@
-"""``run_probes(..., executor="ray")`` on tiny real checkpoints: the same rows as a local sweep,
-and a worker SIGKILLed mid-task is retried (the kill comes from outside, as an OOM killer would).
+"""``run_probes(..., executor="ray")`` on the smoke zoo (real trained checkpoints, the world's
+tasks and held-out text): the same rows as a local sweep, and a worker SIGKILLed mid-task (from
+outside, as an OOM killer would) is retried.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -16,7 +16,6 @@ import pytest
 pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
-from helpers import make_tiny_checkpoint  # noqa: E402
 from test_ray_executor import ray_cluster  # noqa: E402,F401  (the shared session cluster)
 
 from ckpt_toolkit.probes import run_probes  # noqa: E402
@@ -27,38 +26,23 @@ VOLATILE = ["created_at", "provenance"]
 
 
 @pytest.fixture(scope="module")
-def probe_inputs(tmp_path_factory, tiny_tokenizer):
-    """Three tiny checkpoints of one run, a held-out domain and a 4-choice task."""
-    root = tmp_path_factory.mktemp("ray_probe")
-    for i, step in enumerate((10, 20, 40)):
-        make_tiny_checkpoint(root / "run" / f"checkpoint-{step}", seed=i, tokenizer=tiny_tokenizer)
-    heldout = root / "heldout"
-    heldout.mkdir()
-    with (heldout / "wiki.jsonl").open("w") as fh:
-        for text in ("The river Esk flows through Brill.", "Tom put the ball in the box."):
-            fh.write(json.dumps({"text": text}) + "\n")
-    tasks = root / "capitals.jsonl"
-    with tasks.open("w") as fh:
-        for i, (city, wrong) in enumerate([("Brill", "Cato"), ("Esk", "Dun"), ("Avo", "Tem")]):
-            item = {
-                "context": f"Question {i}: the capital is",
-                "choices": [f" {city}", f" {wrong}"],
-                "gold": 0,
-                "capability": "world_knowledge",
-                "split": "test",
-            }
-            fh.write(json.dumps(item) + "\n")
-    return root / "run", heldout, tasks
+def zoo_refs(smoke_zoo):
+    """The final checkpoint of three smoke-zoo variants (with their world's tasks and text)."""
+    from ckpt_toolkit.checkpoints import resolve_source
+
+    last: dict = {}
+    for ref in resolve_source(str(smoke_zoo)):  # sorted by (run, step)
+        last[ref.run] = ref
+    assert len(last) >= 3, sorted(last)
+    return [last[run] for run in sorted(last)[:3]]
 
 
-def _sweep(inputs, store: Path, executor: str, **options):
-    source, heldout, tasks = inputs
+def _sweep(refs, store: Path, executor: str, **options):
     return run_probes(
-        str(source),
+        refs,
         store,
-        probes="ppl,kshot",
-        tasks=str(tasks),
-        heldout=str(heldout),
+        probes="ppl,sc_ppl,kshot",
+        limit=2,
         executor=executor,
         executor_options=options or None,
         progress=False,
@@ -83,19 +67,21 @@ class _Killer(threading.Thread):
         while not self.stop.is_set() and not self.killed and time.time() - t0 < self.timeout:
             for proc in psutil.process_iter(["cmdline"]):
                 cmd = " ".join(proc.info.get("cmdline") or [])
-                if cmd.startswith(self.key) and proc.pid != os.getpid():
+                # the worker's process title while it runs the task: "ray::<task name>"
+                exact = cmd == self.key or cmd.startswith((self.key + " ", self.key + "("))
+                if exact and proc.pid != os.getpid():
                     try:
                         os.kill(proc.pid, signal.SIGKILL)
                     except ProcessLookupError:
                         continue
                     self.killed.append(proc.pid)
                     break
-            time.sleep(0.005)
+            time.sleep(0.02)
 
 
 def test_ray_probe_rows_match_local_and_survive_a_killed_worker(
     ray_cluster,  # noqa: F811
-    probe_inputs,
+    zoo_refs,
     tmp_path,
 ):
     import torch
@@ -103,28 +89,29 @@ def test_ray_probe_rows_match_local_and_survive_a_killed_worker(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the same arithmetic as a 1-CPU Ray task
     try:
-        local = _sweep(probe_inputs, tmp_path / "local.duckdb", "local")
+        local = _sweep(zoo_refs, tmp_path / "local.duckdb", "local")
     finally:
         torch.set_num_threads(threads)
     assert local.ok, local.summary()
 
-    killer = _Killer("run@step20")
+    victim = zoo_refs[1].name
+    killer = _Killer(victim)
     killer.start()
     try:
-        remote = _sweep(probe_inputs, tmp_path / "ray.duckdb", "ray", max_retries=1)
+        remote = _sweep(zoo_refs, tmp_path / "ray.duckdb", "ray", max_retries=1)
     finally:
         killer.stop.set()
         killer.join()
-    assert killer.killed, "the worker running run@step20 was never seen (nothing was killed)"
+    assert killer.killed, f"the worker running {victim} was never seen (nothing was killed)"
     assert remote.ok, remote.summary()
-    assert sorted(remote.done) == ["run@step10", "run@step20", "run@step40"]
+    assert sorted(remote.done) == sorted(r.name for r in zoo_refs)
 
     a, b = _table(tmp_path / "local.duckdb"), _table(tmp_path / "ray.duckdb")
-    assert len(a) > 0 and set(a["probe"]) == {"ppl", "kshot"}
+    assert len(a) > 0 and set(a["probe"]) == {"ppl", "sc_ppl", "kshot"}
     # row for row, the same numbers (exact: same code, same 1-thread arithmetic)
     assert a.to_dict("records") == b.to_dict("records")
 
     # resume: rerunning on Ray finds everything in the store and submits nothing
-    again = _sweep(probe_inputs, tmp_path / "ray.duckdb", "ray", max_retries=1)
+    again = _sweep(zoo_refs, tmp_path / "ray.duckdb", "ray", max_retries=1)
     assert again.done == [] and again.ok
     assert len(again.skipped) == len(set(zip(a["checkpoint"], a["spec_hash"], strict=True)))

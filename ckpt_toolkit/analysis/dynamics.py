@@ -7,7 +7,7 @@ model. The pipeline:
    group members averaged (57 MMLU subjects → ``mmlu``), chance-normalised
    ``norm = (s − chance) / (1 − chance)`` with ``norm_stderr = stderr / (1 − chance)``.
 2. :func:`curves` — benchmark and category curves vs tokens (or steps) with LOWESS smoothing on
-   log-x; category curves average their benchmarks' normalised scores (paper §3: categories are
+   log-x; category curves average their benchmarks' normalised scores (as in the paper, categories are
    compared on normalised averages).
 3. :func:`phases`, :func:`fit_curves` (``dynamics_fits``) and the agreement analyses in
    ``dynamics_agreement``; :func:`run_dynamics` runs everything and writes the CSVs.
@@ -270,7 +270,7 @@ def phases(
       50% / 90% of ``final_norm`` (NaN when the final score is within noise of chance);
     * ``emergence_x`` — first checkpoint (after the first) whose score exceeds the baseline
       ``baseline_norm`` = max(chance, first-checkpoint score) by more than ``z`` combined
-      stderrs and stays so at the next checkpoint (paper §4: emergence judged against noise);
+      stderrs and stays so at the next checkpoint (emergence judged against the noise);
     * ``plateau_x`` — start of the final stretch over which the smoothed curve moves less than
       ``plateau_tol`` (default max(2 · noise, 0.02));
     * ``peak_x``, ``decline``, ``decline_noise``, ``peak_then_decline`` — the drop from the
@@ -387,6 +387,14 @@ def run_dynamics(
     from .dynamics_fits import fit_curves
 
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
+    xcol = _x_column(x)
+    if not df.empty and df[xcol].isna().all():
+        other = "step" if xcol == "tokens" else "tokens"
+        hint = " (import with --tokens-per-step to get tokens)" if xcol == "tokens" else ""
+        raise ParameterError(
+            f"no row has a '{xcol}' value, so nothing can be placed on the x axis; "
+            f"use x='{other}'{hint}"
+        )
     cv = curves(df, tax, x)
     ph = phases(cv) if not cv.empty else pd.DataFrame(columns=CURVE_KEYS + ["status", "reason"])
     lt = loss_table(df, tax, x)
@@ -407,3 +415,39 @@ def run_dynamics(
         for name, t in tables.items():
             t.to_csv(out / f"{name}.csv", index=False)
     return tables
+
+
+# The other analyses live in small sibling modules; they are reachable from here too, so a
+# notebook can ``from ckpt_toolkit.analysis.dynamics import fit_curves, loss_agreement``.
+_LAZY = {
+    "fit_curves": "dynamics_fits",
+    "trajectory_correlations": "dynamics_agreement",
+    "sibling_prediction": "dynamics_agreement",
+    "lead_lag": "dynamics_agreement",
+    "size_agreement": "dynamics_agreement",
+    "loss_agreement": "dynamics_agreement",
+    "discordant_share": "dynamics_agreement",
+    "training_phases": "dynamics_agreement",
+    "recommendations": "dynamics_agreement",
+    "plot_curves": "dynamics_plots",
+}
+
+__all__ = [
+    "curves",
+    "curve_noise",
+    "log_x",
+    "loss_table",
+    "lowess_smooth",
+    "phases",
+    "run_dynamics",
+    "score_table",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Agreement analyses over capability curves (paper 2, "The Fine Line", §4–5).
+"""Agreement analyses over capability curves (paper 2, "The Fine Line", arXiv 2404.01204).
 
 All take the :func:`~.dynamics.curves` table (and the :func:`~.dynamics.loss_table`), return a
 DataFrame with ``status``/``reason`` columns, and skip (with a reason) what too few checkpoints
@@ -91,10 +91,12 @@ def _ols_rmse(
     """OLS y ~ 1 + x (statsmodels) fitted on train; (rmse on test, baseline rmse, slope)."""
     import statsmodels.api as sm
 
+    base = float(np.sqrt(np.mean((ytr.mean() - yte) ** 2)))
+    if np.ptp(xtr) == 0:  # flat siblings carry no information: the fit is the training mean
+        return base, base, float("nan")
     fit = sm.OLS(ytr, sm.add_constant(xtr, has_constant="add")).fit()
     pred = fit.predict(sm.add_constant(xte, has_constant="add"))
     rmse = float(np.sqrt(np.mean((pred - yte) ** 2)))
-    base = float(np.sqrt(np.mean((ytr.mean() - yte) ** 2)))
     return rmse, base, float(fit.params[1])
 
 
@@ -435,7 +437,7 @@ def recommendations(
     its noise (median stderr, or LOWESS residual sd) and ``monotonic`` the Spearman correlation of
     its score with x in the phase. A metric is *reliable* in a run when snr ≥ ``z`` and
     monotonic ≥ 0.5; candidates are ranked by the share of runs where they are reliable, then by
-    mean snr (paper §5: watch the benchmarks that move above noise first in each phase). The
+    mean snr (the paper's per-phase "key metrics": watch the benchmarks that move above noise first in each phase). The
     loss-like metric, when present, is a candidate of ``language_modeling`` (its drop counts as
     signal).
     """

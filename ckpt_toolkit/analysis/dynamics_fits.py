@@ -1,4 +1,4 @@
-"""Fitted learning curves with extrapolation error from early checkpoints (paper 2, §4).
+"""Fitted learning curves with extrapolation error from early checkpoints (paper 2, arXiv 2404.01204).
 
 Two models of the normalised score ``y`` against ``u = x / x_max`` (x > 0 only):
 

@@ -217,17 +217,36 @@ def _prepare(
     for t in targets:
         out[t] = _numeric(table, t, "target")
     # flags report the values as given (before orientation); robust z is sign-symmetric
-    flags = flag_rows(out, proxies + targets, out["model"], z_max=z_max)
+    cols = proxies + targets
+    flags = flag_rows(out, cols, out["model"], z_max=z_max)
+    nan_flags = flags[flags["action"] == "excluded"]
+    # outliers are judged within the models that stay (not against rows excluded for NaN)
+    ok = out[~out["model"].isin(set(nan_flags["model"]))]
+    out_flags = flag_rows(ok, cols, ok["model"], z_max=z_max) if len(ok) else flags.iloc[:0]
+    flags = pd.concat([nan_flags, out_flags[out_flags["action"] == "kept"]], ignore_index=True)
     for p in invert:
         out[p] = -out[p]
     excluded = sorted(set(flags.loc[flags["action"] == "excluded", "model"]))
     if excluded:
-        reasons = flags[flags["action"] == "excluded"].groupby("model")["reason"].first()
-        msgs.append(
-            f"{len(excluded)} model(s) excluded for missing or non-finite values: "
-            + "; ".join(f"{m} ({reasons[m]})" for m in excluded[:5])
-            + (" ..." if len(excluded) > 5 else "")
-        )
+        bad = flags[flags["action"] == "excluded"]
+        no_target = out.loc[out[targets].isna().all(axis=1), "model"]
+        no_target = sorted(set(no_target) & set(excluded))
+        other = [m for m in excluded if m not in set(no_target)]
+        reasons = bad.groupby("model")["reason"].first()
+        parts = []
+        if no_target:
+            parts.append(
+                f"{len(no_target)} without any target value (not fine-tuned?): "
+                + ", ".join(no_target[:5])
+                + (" ..." if len(no_target) > 5 else "")
+            )
+        if other:
+            parts.append(
+                f"{len(other)} with missing or non-finite values: "
+                + "; ".join(f"{m} ({reasons[m]})" for m in other[:5])
+                + (" ..." if len(other) > 5 else "")
+            )
+        msgs.append(f"{len(excluded)} model(s) excluded (see flags.csv): " + "; ".join(parts))
     outliers = flags[flags["action"] == "kept"]
     if len(outliers):
         if drop_flagged:

@@ -98,7 +98,7 @@ class PairwiseComparator:
                 n_jobs=1,
                 random_state=self.seed,
                 verbosity=0,
-                tree_method="exact",
+                tree_method="hist",
             )
             kw.update(self.params)
             return XGBClassifier(**kw)

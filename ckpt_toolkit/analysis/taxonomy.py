@@ -1,7 +1,7 @@
 """Capability taxonomy: benchmark → category, chance level and score metric.
 
 Defaults live in ``taxonomy.yaml`` next to this module; a user YAML of the same shape is merged
-over them (``load_taxonomy(path)``). Categories follow "The Fine Line" (arXiv 2404.01204, §3):
+over them (``load_taxonomy(path)``). Categories follow "The Fine Line" (arXiv 2404.01204):
 knowledge/examination, reading comprehension, commonsense, reasoning/math, code, plus language
 modelling. Scores are normalised against chance, ``(s − chance) / (1 − chance)``, so that 0 means
 "no better than guessing" and 1 means perfect, and benchmarks can be averaged within a category.

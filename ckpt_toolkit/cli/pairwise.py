@@ -143,7 +143,11 @@ def pairwise_cmd(
     acc = result.proxy_accuracy
     comp = result.comparator
     for t in s["targets"]:
-        a = acc[acc["target"] == t].sort_values("accuracy", ascending=False)
+        a = acc[acc["target"] == t].dropna(subset=["accuracy"])
+        a = a.sort_values("accuracy", ascending=False)
+        if a.empty:
+            typer.echo(f"  {t}: no pair of models differs in this target; nothing to rank")
+            continue
         line = ", ".join(f"{r.proxy} {r.accuracy:.3f}" for r in a.head(3).itertuples())
         typer.echo(f"  {t}: best proxies {line}")
         if len(comp):

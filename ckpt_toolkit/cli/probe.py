@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,31 +20,31 @@ def register(app: typer.Typer) -> None:
         probes: str = typer.Option(
             "ppl,sc_ppl,kshot", "--probes", "-p", help="Comma-separated: ppl, sc_ppl, kshot."
         ),
-        tasks: Optional[str] = typer.Option(
+        tasks: str | None = typer.Option(
             None, "--tasks", "-t", help="Task JSONL file(s) or folder(s), comma-separated."
         ),
-        heldout: Optional[str] = typer.Option(
+        heldout: str | None = typer.Option(
             None, "--heldout", help="Held-out text: <domain>.jsonl / .txt file(s) or folder(s)."
         ),
         shots: str = typer.Option("0", "--shots", help="k-shot settings, e.g. 0,5."),
         batch_size: int = typer.Option(16, "--batch-size", "-b", help="Contexts per forward pass."),
-        limit: Optional[int] = typer.Option(
+        limit: int | None = typer.Option(
             None, "--limit", help="Score at most N items / documents per task or domain."
         ),
-        window: Optional[int] = typer.Option(
+        window: int | None = typer.Option(
             None, "--window", help="ppl/sc_ppl window in tokens (default: the model's)."
         ),
-        stride: Optional[int] = typer.Option(
+        stride: int | None = typer.Option(
             None, "--stride", help="ppl sliding-window stride (default: window // 2)."
         ),
         dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
         device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
         store: Path = STORE_OPTION,
         executor: str = typer.Option("local", "--executor", help="local or ray."),
-        address: Optional[str] = typer.Option(
+        address: str | None = typer.Option(
             None, "--address", help="Ray cluster address (with --executor ray)."
         ),
-        tokens_per_step: Optional[str] = typer.Option(
+        tokens_per_step: str | None = typer.Option(
             None, "--tokens-per-step", help="N, or run=N,run2=M: tokens seen = step x N."
         ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,26 +19,26 @@ def register(app: typer.Typer) -> None:
         ),
         store: Path = STORE_OPTION,
         out: Path = typer.Option(Path("reports"), "--out", "-o", help="Output folder."),
-        params: Optional[Path] = typer.Option(
+        params: Path | None = typer.Option(
             None,
             "--params",
             help="YAML of parameter values: flat (each goes to the notebooks that declare it) "
             "or per report ({dynamics: {runs: [...]}}).",
         ),
-        grid: Optional[Path] = typer.Option(
+        grid: Path | None = typer.Option(
             None,
             "--grid",
-            help="YAML grid of parameter sets: a list of mappings, or name: [values] "
-            "(cartesian product); one report per set.",
+            help="YAML grid of parameter sets: a list of mappings, or a mapping of names to "
+            "lists of values (cartesian product); one report per set.",
         ),
         include_code: bool = typer.Option(
             False, "--include-code", help="Keep code cells and prompts in the HTML."
         ),
         timeout: float = typer.Option(600, "--timeout", help="Seconds per notebook."),
-        notebooks: Optional[Path] = typer.Option(
+        notebooks: Path | None = typer.Option(
             None, "--notebooks", help="Folder of report notebooks (default: the repository's)."
         ),
-        kernel: Optional[str] = typer.Option(
+        kernel: str | None = typer.Option(
             None, "--kernel", help="Jupyter kernel (default: ckpt-toolkit, else python3)."
         ),
         list_params: bool = typer.Option(

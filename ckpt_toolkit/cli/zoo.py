@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,16 +15,18 @@ zoo_app = typer.Typer(
 @zoo_app.command("train")
 def train(
     preset: str = typer.Option("smoke", "--preset", "-p", help="smoke, quick or paper."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder [zoo/<preset>]."),
-    overrides: Optional[Path] = typer.Option(
-        None, "--overrides", help="YAML file merged into the preset (world, defaults, variants, ...)."
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder [zoo/<preset>]."),
+    overrides: Path | None = typer.Option(
+        None,
+        "--overrides",
+        help="YAML file merged into the preset (world, defaults, variants, ...).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the world, data order and initialization."),
     executor: str = typer.Option("local", "--executor", help="local or ray."),
-    runs: Optional[str] = typer.Option(
+    runs: str | None = typer.Option(
         None, "--runs", help="Comma-separated variant names to train (default: all)."
     ),
-    workers: Optional[int] = typer.Option(
+    workers: int | None = typer.Option(
         None, "--workers", help="Variants trained side by side by the local executor."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -48,7 +49,7 @@ def train(
 
 @zoo_app.command("presets")
 def presets(
-    preset: Optional[str] = typer.Argument(None, help="Show this preset's variants in full."),
+    preset: str | None = typer.Argument(None, help="Show this preset's variants in full."),
 ) -> None:
     """List the zoo presets (variants, sizes, steps, tokens per variant)."""
     import json
@@ -68,13 +69,23 @@ def presets(
         )
         if preset:
             for s in specs:
-                keep = ("objective", "size", "lr", "mixture", "length_filter", "domain_tags", "steps")
+                keep = (
+                    "objective",
+                    "size",
+                    "lr",
+                    "mixture",
+                    "length_filter",
+                    "domain_tags",
+                    "steps",
+                )
                 typer.echo(f"  {s['run']}: " + json.dumps({k: s[k] for k in keep}))
 
 
 @zoo_app.command("world")
 def world(
-    out: Path = typer.Option(..., "--out", "-o", help="Folder to write world.json, tasks/, heldout/."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder to write world.json, tasks/, heldout/."
+    ),
     seed: int = typer.Option(0, "--seed"),
     preset: str = typer.Option("quick", "--preset", "-p", help="Preset whose world sizes to use."),
 ) -> None:

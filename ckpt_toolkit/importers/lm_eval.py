@@ -138,7 +138,6 @@ def parse_lm_eval(
     n_shot = data.get("n-shot") or {}
     n_samples = data.get("n-samples") or {}
     versions = data.get("versions") or {}
-    groups = data.get("groups") or {}
     group_subtasks = data.get("group_subtasks") or {}
 
     def shots_of(task: str) -> int:
@@ -155,7 +154,7 @@ def parse_lm_eval(
         if not isinstance(metrics, dict):
             raise ImportFormatError(f"{path}: results.{task} must be a mapping of metric → value")
         subs = group_subtasks.get(task) or []
-        if task in groups and any(s in results for s in subs):
+        if subs and any(s in results for s in subs):
             # 0.4.x repeats group aggregates (e.g. "mmlu") next to their subtasks; the taxonomy
             # recomputes the group from the subtasks, so storing both would double count.
             report.skip(path, f"{task}", "group aggregate (its subtasks are imported)")

@@ -49,7 +49,9 @@ def load_heldout(paths: str | Path | list[str | Path]) -> dict[str, list[str]]:
                     except json.JSONDecodeError as exc:
                         raise TaskFileError(f"{f}:{lineno}: invalid JSON ({exc.msg})") from None
                     if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                        raise TaskFileError(f"{f}:{lineno}: expected an object with a 'text' string")
+                        raise TaskFileError(
+                            f"{f}:{lineno}: expected an object with a 'text' string"
+                        )
                     docs.append(obj["text"])
         docs = [d for d in docs if d.strip()]
         if not docs:

@@ -89,7 +89,9 @@ class _Heads:
     def __init__(self, model):
         self.model = model
         self.body = getattr(model, "base_model", None)
-        self.head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        self.head = (
+            model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        )
         self.split = False
         if self.body is not None and self.head is not None and self.body is not model:
             device = next(model.parameters()).device
@@ -149,18 +151,20 @@ def _encode_group(
     """Context tokens (shared) and continuation tokens per choice, left-truncated so that
     ``context + longest continuation - 1`` fits the window (lm-eval truncates the same way for
     the longest choice)."""
-    ctx: list[int] | None = None
-    conts: list[list[int]] = []
-    for choice in choices:
-        c, k = encode_pair(tokenizer, context, choice)
-        if ctx is None:
-            ctx = c
+    if not context:
+        ctx = [prefix_token_id(tokenizer)]
+        conts = [tok_encode(tokenizer, c) for c in choices]
+    else:  # encode_pair for every choice, with the context encoded once and one batch call
+        n_spaces = len(context) - len(context.rstrip())
+        head, moved = (context[:-n_spaces], context[-n_spaces:]) if n_spaces else (context, "")
+        ctx = tok_encode(tokenizer, head)
+        wholes = tokenizer([head + moved + c for c in choices])["input_ids"]
+        conts = [list(w[len(ctx) :]) for w in wholes]
+    for choice, k in zip(choices, conts):
         if not k:
             raise ParameterError(
                 f"answer choice {choice!r} encodes to no tokens after context {context[-40:]!r}"
             )
-        conts.append(k)
-    assert ctx is not None
     longest = max(len(k) for k in conts)
     if longest > max_length:
         raise ParameterError(
@@ -198,7 +202,9 @@ def _score_cached(
         width = ids.shape[1]
         cache = _new_cache(model)
         pos = torch.arange(width, device=device).unsqueeze(0).expand(len(idx), -1)
-        states, cache = heads(input_ids=ids, position_ids=pos, past_key_values=cache, use_cache=True)
+        states, cache = heads(
+            input_ids=ids, position_ids=pos, past_key_values=cache, use_cache=True
+        )
         last = heads.logits(states[torch.arange(len(idx), device=device), lens - 1])
         first_lp = torch.log_softmax(last, dim=-1)  # predicts every choice's first token
         # one row per (context, choice)
@@ -270,34 +276,74 @@ def _tree_rows(
 
 
 def _tree_mask(
-    lens_ctx: list[int], lens_row: list[int], segments: list[list[tuple[int, int]]], width: int,
-    device,
+    lens_row: list[int], segments: list[list[tuple[int, int]]], width: int, device
 ) -> torch.Tensor:
     """Boolean (B, 1, W, W) mask: context tokens attend causally to the context; a choice token
     attends to the whole context and causally within its own choice (never to other choices)."""
+    block = torch.zeros((len(lens_row), width), dtype=torch.long)  # 0 = context
+    for b, (n, seg) in enumerate(zip(lens_row, segments)):
+        for j, (begin, length) in enumerate(seg):
+            block[b, begin : begin + length] = j + 1
+        block[b, n:] = -1  # padding: its own block, never attended by real tokens
+    block = block.to(device)
     ar = torch.arange(width, device=device)
     causal = ar[None, :] <= ar[:, None]
-    masks = []
-    for c, n, seg in zip(lens_ctx, lens_row, segments):
-        block = torch.zeros(width, device=device, dtype=torch.long)  # 0 = context
-        for j, (start, length) in enumerate(seg):
-            block[start : start + length] = j + 1
-        block[n:] = -1  # padding: its own block, never attended by real tokens
-        same = block[:, None] == block[None, :]
-        to_ctx = (block[None, :] == 0) & (block[:, None] >= 0)
-        masks.append(causal & (same | to_ctx))
-    return torch.stack(masks)[:, None]
+    same = block[:, :, None] == block[:, None, :]
+    to_ctx = (block[:, None, :] == 0) & (block[:, :, None] >= 0)
+    return (causal[None] & (same | to_ctx))[:, None]
+
+
+def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix shared by all ``seqs``."""
+    if not seqs:
+        return 0
+    first = seqs[0]
+    n = min(len(s) for s in seqs)
+    for s in seqs[1:]:
+        i = 0
+        while i < n and s[i] == first[i]:
+            i += 1
+        n = i
+        if n == 0:
+            break
+    return n
+
+
+def _prefix_cache(model, heads: _Heads, prefix: list[int]):
+    """Keys/values of a shared prompt prefix (e.g. the k shots), computed once."""
+    device = _device(model)
+    ids = torch.tensor([prefix], device=device)
+    pos = torch.arange(len(prefix), device=device)[None]
+    _, cache = heads(
+        input_ids=ids, position_ids=pos, past_key_values=_new_cache(model), use_cache=True
+    )
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _expand_cache(model, kv: list[tuple[torch.Tensor, torch.Tensor]], n: int):
+    cache = _new_cache(model)
+    for li, (k, v) in enumerate(kv):
+        cache.update(k.expand(n, -1, -1, -1).contiguous(), v.expand(n, -1, -1, -1).contiguous(), li)
+    return cache
+
+
+MIN_SHARED_PREFIX = 8
 
 
 def _score_packed(
-    model, tokenizer, encoded: list[tuple[list[int], list[list[int]]]], batch_size: int,
+    model,
+    tokenizer,
+    encoded: list[tuple[list[int], list[list[int]]]],
+    batch_size: int,
     progress: bool = False,
+    share_prefix: bool = True,
 ) -> list[list[ChoiceScore]]:
-    """Tree-attention path: context and every choice in ONE forward pass per row, no cache.
+    """Tree-attention path: context and every choice in ONE forward pass per row.
 
     The context's tokens are forwarded once; each choice's tokens see the context and themselves
-    through a custom 4-D mask, with position ids that continue the context. Identical in exact
-    arithmetic to running ``context + choice`` separately (verified against separate passes).
+    through a custom 4-D mask, with position ids that continue the context. A token prefix common
+    to all contexts (k-shot examples) is forwarded once and shared through a KV cache. Identical
+    in exact arithmetic to running ``context + choice`` separately (tested against full passes).
     """
     heads = _heads(model)
     device = _device(model)
@@ -307,6 +353,15 @@ def _score_packed(
         key=lambda i: -(len(encoded[i][0]) + sum(len(k) - 1 for k in encoded[i][1])),
     )
     eager = getattr(model.config, "_attn_implementation", "sdpa") == "eager"
+    # A prompt prefix shared by every context (the k shots) is forwarded once for all items;
+    # each row keeps at least its last context token (it predicts the first answer token).
+    shared = min(common_prefix_length([c for c, _ in encoded]), min(len(c) for c, _ in encoded) - 1)
+    kv = None
+    if share_prefix and shared >= MIN_SHARED_PREFIX:
+        kv = _prefix_cache(model, heads, encoded[0][0][:shared])
+        encoded = [(c[shared:], k) for c, k in encoded]
+    else:
+        shared = 0
     results: list[list[ChoiceScore] | None] = [None] * len(encoded)
     bar = tqdm(total=len(order), desc="scoring", unit="item", disable=not progress, leave=False)
     for start in range(0, len(order), batch_size):
@@ -318,14 +373,25 @@ def _score_packed(
         for b, p in enumerate(positions):
             pos[b, : len(p)] = torch.tensor(p)
             pos[b, len(p) :] = torch.arange(len(p), width)
-        mask = _tree_mask([len(encoded[i][0]) for i in idx], [len(r) for r in rows], segments,
-                          width, device)
+        pos += shared
+        mask = _tree_mask([len(r) for r in rows], segments, width, device)
+        cache = None
+        if kv is not None:  # every row sees the whole shared prefix
+            full = torch.ones((len(idx), 1, width, shared), dtype=torch.bool, device=device)
+            mask = torch.cat([full, mask], dim=-1)
+            cache = _expand_cache(model, kv, len(idx))
         if eager:  # eager attention adds the mask: 0 where allowed, dtype-min elsewhere
             dt = next(model.parameters()).dtype
             mask = torch.zeros(mask.shape, dtype=dt, device=device).masked_fill(
                 ~mask, torch.finfo(dt).min
             )
-        states, _ = heads(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+        states, _ = heads(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            past_key_values=cache,
+            use_cache=cache is not None,
+        )
         # gather (row, position, target) for every scored token of every choice
         brow, bpos, tgt, owner = [], [], [], []
         n_choice = 0
@@ -394,6 +460,7 @@ def score_choices(
     max_length: int | None = None,
     progress: bool = False,
     method: str = "auto",
+    share_prefix: bool = True,
 ) -> list[list[ChoiceScore]]:
     """Log-likelihood of every answer choice of every ``(context, choices)`` request.
 
@@ -403,6 +470,9 @@ def score_choices(
       (one forward pass, no cache copies; the default where the model supports custom masks);
     * ``cache`` — one pass over the contexts, then all choices over the repeated KV cache;
     * ``auto`` — ``packed`` if a one-time check on this model agrees with ``cache``.
+
+    With ``share_prefix`` (packed path), a token prefix common to all contexts (the k shots) is
+    forwarded once for all requests.
 
     Returns, per request, one :class:`ChoiceScore` per choice (in the given order).
     """
@@ -416,7 +486,7 @@ def score_choices(
         method = _choose_method(model, tokenizer)
     if method == "packed":
         # a packed row is longer than the window, but its position ids never exceed it
-        return _score_packed(model, tokenizer, encoded, batch_size, progress)
+        return _score_packed(model, tokenizer, encoded, batch_size, progress, share_prefix)
     return _score_cached(model, tokenizer, encoded, batch_size, progress)
 
 
@@ -430,7 +500,7 @@ def loglikelihood(
     reqs = [(ctx, [pairs[i][1] for i in members]) for ctx, members in groups.items()]
     scored = score_choices(model, tokenizer, reqs, batch_size=batch_size)
     out: list[ChoiceScore | None] = [None] * len(pairs)
-    for (ctx, members), scores in zip(groups.items(), scored):
+    for members, scores in zip(groups.values(), scored):
         for i, s in zip(members, scores):
             out[i] = s
     return [s for s in out if s is not None]

@@ -121,8 +121,19 @@ def kshot_rows(
         )
         em = [float(o.strip() == str(it.gold).strip()) for o, it in zip(outs, gen)]
         value, se = mean_stderr(em)
-        prov = {**base_prov, "chance": 0.0, "n_choices": None, "max_new_tokens": p["max_new_tokens"]}
+        prov = {
+            **base_prov,
+            "chance": 0.0,
+            "n_choices": None,
+            "max_new_tokens": p["max_new_tokens"],
+        }
         rows.append(
-            {"metric": "exact_match", "value": value, "stderr": se, "n": len(gen), "provenance": prov}
+            {
+                "metric": "exact_match",
+                "value": value,
+                "stderr": se,
+                "n": len(gen),
+                "provenance": prov,
+            }
         )
     return rows

@@ -11,7 +11,9 @@ from .specs import ProbeSpec
 CAPABILITY = "language_modeling"
 
 
-def ppl_rows(model, tokenizer, spec: ProbeSpec, texts: list[str], batch_size: int = 8) -> list[dict]:
+def ppl_rows(
+    model, tokenizer, spec: ProbeSpec, texts: list[str], batch_size: int = 8
+) -> list[dict]:
     """Rows ``ppl``, ``loss`` (nats/token) and ``bpb`` (bits/UTF-8 byte) for one domain.
 
     Aggregates are ratios of sums over documents (token-weighted loss, byte-weighted bpb); their

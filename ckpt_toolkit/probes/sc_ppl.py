@@ -45,7 +45,9 @@ def random_segmentation(num_items: int, num_segments: int, rng: np.random.Genera
     return np.bincount(seg_id, minlength=num_segments)
 
 
-def noise_mask(length: int, density: float, mean_span: float, rng: np.random.Generator) -> np.ndarray:
+def noise_mask(
+    length: int, density: float, mean_span: float, rng: np.random.Generator
+) -> np.ndarray:
     """T5's ``random_spans_noise_mask``: alternating non-noise / noise spans, non-noise first."""
     num_noise = int(round(length * density))
     num_noise = min(max(num_noise, 1), length - 1)
@@ -72,7 +74,9 @@ def sentinel_ids(tokenizer, n: int) -> tuple[list[list[int]], str]:
         special.append([int(tid)])
     if len(special) == n:
         return special, "special"
-    return [tokenizer.encode(f"<extra_id_{i}>", add_special_tokens=False) for i in range(n)], "textual"
+    return [
+        tokenizer.encode(f"<extra_id_{i}>", add_special_tokens=False) for i in range(n)
+    ], "textual"
 
 
 def n_special_sentinels(tokenizer, limit: int = 1000) -> int:

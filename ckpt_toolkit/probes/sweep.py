@@ -89,7 +89,9 @@ def build_specs(
         else:
             for task, items in sorted(data.tasks.items()):
                 for k in shots:
-                    specs.append(ProbeSpec(probe, task, k, items_hash(items), limit, dtype, dict(p)))
+                    specs.append(
+                        ProbeSpec(probe, task, k, items_hash(items), limit, dtype, dict(p))
+                    )
     return specs
 
 
@@ -160,7 +162,9 @@ def _load_data(
 ) -> ProbeData:
     world = Path(ref.world) if ref.world else None
     t_src = tasks if tasks is not None else (world / "tasks" if world and need_tasks else None)
-    h_src = heldout if heldout is not None else (world / "heldout" if world and need_heldout else None)
+    h_src = (
+        heldout if heldout is not None else (world / "heldout" if world and need_heldout else None)
+    )
     key = (str(t_src) if need_tasks else None, str(h_src) if need_heldout else None)
     if key not in cache:
         data = ProbeData()

@@ -233,7 +233,8 @@ def distinct_colors(png: bytes) -> int:
     """How many distinct RGB colours a PNG screenshot holds (a blank page has one or two)."""
     import io
 
+    import numpy as np
     from PIL import Image
 
-    img = Image.open(io.BytesIO(png)).convert("RGB")
-    return len(set(img.getdata()))
+    arr = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3)
+    return int(len(np.unique(arr, axis=0)))

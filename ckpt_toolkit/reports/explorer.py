@@ -95,11 +95,20 @@ class CurveExplorer:
         self.last = sel
         fig, ax = plt.subplots(figsize=(9, 5))
         if sel.empty:
-            ax.text(0.5, 0.5, "nothing selected", ha="center", va="center",
-                    transform=ax.transAxes)
+            ax.text(0.5, 0.5, "nothing selected", ha="center", va="center", transform=ax.transAxes)
         else:
-            sns.lineplot(data=sel, x="x", y="value", hue="line", style="run", marker="o",
-                         markersize=4, ax=ax, palette="colorblind", errorbar=None)
+            sns.lineplot(
+                data=sel,
+                x="x",
+                y="value",
+                hue="line",
+                style="run",
+                marker="o",
+                markersize=4,
+                ax=ax,
+                palette="colorblind",
+                errorbar=None,
+            )
             ax.legend(bbox_to_anchor=(1.0, 1.0), loc="upper left", frameon=False, fontsize=8)
         if log_x:
             ax.set_xscale("log")
@@ -120,11 +129,18 @@ class CurveExplorer:
         import matplotlib.pyplot as plt
         from IPython.display import display
 
-        run_w = w.SelectMultiple(options=self.runs, value=tuple(runs or self.runs),
-                                 description="runs", rows=min(8, len(self.runs)))
-        cap_w = w.SelectMultiple(options=self.capabilities,
-                                 value=tuple(capabilities or self.capabilities),
-                                 description="capabilities", rows=min(8, len(self.capabilities)))
+        run_w = w.SelectMultiple(
+            options=self.runs,
+            value=tuple(runs or self.runs),
+            description="runs",
+            rows=min(8, len(self.runs)),
+        )
+        cap_w = w.SelectMultiple(
+            options=self.capabilities,
+            value=tuple(capabilities or self.capabilities),
+            description="capabilities",
+            rows=min(8, len(self.capabilities)),
+        )
         met_w = w.Dropdown(options=self.metrics, value=self.default_metric(), description="metric")
         mode_w = w.Dropdown(options=MODES, value="capability mean", description="curves")
         logx_w = w.Checkbox(value=True, description="log x")

@@ -11,10 +11,14 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 TEMPLATES = Path(__file__).with_name("templates")
+#: nbconvert warns about every figure without alt text; the reports' figures carry titles.
+_QUIET = logging.getLogger("ckpt_toolkit.reports.nbconvert")
+_QUIET.setLevel(logging.ERROR)
 TEMPLATE_NAME = "ckpt_report"
 
 _URL_ATTR = re.compile(r"""\b(?:src|href)\s*=\s*["']?\s*((?:https?:)?//[^"'\s>]+)""", re.I)
@@ -51,6 +55,7 @@ def notebook_to_html(
         exclude_input_prompt=not include_code,
         exclude_output_prompt=True,
         embed_images=True,
+        log=_QUIET,
     )
     resources = {"metadata": {"name": nb_path.stem}, "ckpt_meta": footer}
     body, _ = exporter.from_notebook_node(nb, resources=resources)

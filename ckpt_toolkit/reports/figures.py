@@ -83,7 +83,7 @@ def _fmt_number(v: Any, precision: int) -> str:
         return ""
     if isinstance(v, (bool, np.bool_)):
         return str(bool(v))
-    if abs(v) >= 1e5 or (v != 0 and abs(v) < 10 ** -precision):
+    if abs(v) >= 1e5 or (v != 0 and abs(v) < 10**-precision):
         return f"{v:.{precision}g}"
     return f"{v:.{precision}f}"
 
@@ -216,12 +216,16 @@ def plot_curves(
     if errorbars and "stderr" in data and data["stderr"].notna().any():
         for key, ax in g.axes_dict.items() if col else [(None, g.ax)]:
             sub = data[data[col] == key] if col else data
-            for (name, part), color in zip(sub.groupby(hue, sort=True), sns.color_palette()):
+            for (_name, part), color in zip(sub.groupby(hue, sort=True), sns.color_palette()):
                 part = part.dropna(subset=["stderr"])
                 if len(part):
                     ax.fill_between(
-                        part[x], part[y] - part["stderr"], part[y] + part["stderr"],
-                        alpha=0.15, color=color, linewidth=0,
+                        part[x],
+                        part[y] - part["stderr"],
+                        part[y] + part["stderr"],
+                        alpha=0.15,
+                        color=color,
+                        linewidth=0,
                     )
     for ax in g.axes.flat:
         if logx:
@@ -292,15 +296,16 @@ def plot_smoothed(
         if logx:
             ax.set_xscale("log")
         format_tokens_axis(ax) if x_label.startswith("tokens") else None
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel)
     for ax in axes[-1, :]:
         ax.set_xlabel(x_label + (" (log scale)" if logx else ""))
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, title=hue, loc="upper left", bbox_to_anchor=(1.0, 0.95),
-               frameon=False)
+    fig.legend(
+        handles, labels, title=hue, loc="upper left", bbox_to_anchor=(1.0, 0.95), frameon=False
+    )
     if title:
         fig.suptitle(title, fontsize=13)
     fig.tight_layout()
@@ -309,8 +314,15 @@ def plot_smoothed(
 
 
 def plot_heatmap(
-    wide: pd.DataFrame, *, title: str, cbar_label: str, fmt: str = ".2f", center: float | None = 0,
-    vmin: float | None = -1, vmax: float | None = 1, cmap: str = "vlag",
+    wide: pd.DataFrame,
+    *,
+    title: str,
+    cbar_label: str,
+    fmt: str = ".2f",
+    center: float | None = 0,
+    vmin: float | None = -1,
+    vmax: float | None = 1,
+    cmap: str = "vlag",
 ) -> Any:
     """An annotated heatmap of a wide table (rows × columns) with a labelled colour bar."""
     import matplotlib.pyplot as plt
@@ -319,9 +331,18 @@ def plot_heatmap(
     h = max(3.0, 0.5 * len(wide) + 2.0)
     w = max(6.0, 1.1 * len(wide.columns) + 4)
     fig, ax = plt.subplots(figsize=(min(w, 12), min(h, 10)))
-    sns.heatmap(wide, annot=len(wide) * len(wide.columns) <= 150, fmt=fmt, center=center,
-                vmin=vmin, vmax=vmax, cmap=cmap, cbar_kws={"label": cbar_label}, ax=ax,
-                linewidths=0.5)
+    sns.heatmap(
+        wide,
+        annot=len(wide) * len(wide.columns) <= 150,
+        fmt=fmt,
+        center=center,
+        vmin=vmin,
+        vmax=vmax,
+        cmap=cmap,
+        cbar_kws={"label": cbar_label},
+        ax=ax,
+        linewidths=0.5,
+    )
     ax.set_title(title)
     ax.tick_params(axis="x", labelrotation=20)
     ax.tick_params(axis="y", labelrotation=0)
@@ -370,8 +391,16 @@ def plot_intervals(
             part = sub[sub[hue] == h] if hue else sub
             pos = np.array([cats.index(c) for c in part[y]], dtype=float) + off
             err = np.vstack([part[x] - part[lo], part[hi] - part[x]]).clip(min=0)
-            ax.errorbar(part[x], pos, xerr=err, fmt="o", ms=5, capsize=3, color=palette[h],
-                        label=None if h is None else str(h))
+            ax.errorbar(
+                part[x],
+                pos,
+                xerr=err,
+                fmt="o",
+                ms=5,
+                capsize=3,
+                color=palette[h],
+                label=None if h is None else str(h),
+            )
         if ref is not None:
             ax.axvline(ref, ls="--", lw=1, color="0.45")
         ax.set_yticks(range(len(cats)))
@@ -382,12 +411,13 @@ def plot_intervals(
         ax.set_xlabel(xlabel)
         if panel is not None:
             ax.set_title(str(panel))
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if labels:
-        fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.95), frameon=False,
-                   title=hue)
+        fig.legend(
+            handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.95), frameon=False, title=hue
+        )
     if ref is not None:
         title = f"{title}; dashed line: {ref_label}"
     fig.suptitle(title, fontsize=12)

@@ -58,8 +58,10 @@ def _rel(path: str | None, out: Path) -> str | None:
 
 
 def _params_text(params: dict[str, Any]) -> str:
-    short = {k: (Path(v).name if k.endswith("_path") and isinstance(v, str) else v)
-             for k, v in params.items()}
+    short = {
+        k: (Path(v).name if k.endswith("_path") and isinstance(v, str) else v)
+        for k, v in params.items()
+    }
     return ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in short.items())
 
 

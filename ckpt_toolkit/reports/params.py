@@ -80,7 +80,9 @@ def _assigned_names(source: str, notebook: str) -> list[str]:
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
-        raise ParameterError(f"notebook {notebook}: parameters cell is not valid Python: {exc}")
+        raise ParameterError(
+            f"notebook {notebook}: parameters cell is not valid Python: {exc}"
+        ) from None
     names = []
     for node in tree.body:
         targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
@@ -206,11 +208,14 @@ def slug(params: Mapping[str, Any], keys: list[str] | None = None) -> str:
     keys = list(params) if keys is None else keys
     parts = []
     for k in keys:
-        v = params.get(k)
+        if k not in params:
+            continue
+        v = params[k]
         if isinstance(v, (list, tuple)):
             v = "+".join(map(str, v))
         elif isinstance(v, str) and ("/" in v or "\\" in v):
             v = Path(v).stem or v  # store paths etc.: the file stem reads best
-        text = re.sub(r"[^A-Za-z0-9._+-]+", "-", f"{k}={v}".replace("=", "-", 1)).strip("-")
+        value = re.sub(r"[^A-Za-z0-9._+]+", "-", str(v)).strip("-")
+        text = re.sub(r"[^A-Za-z0-9._+-]+", "-", f"{k}-{value}").strip("-")
         parts.append(text)
     return "__".join(parts)[:120]

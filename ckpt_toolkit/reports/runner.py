@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import CkptError, ParameterError
+from ..errors import CkptError, ParameterError, StoreError
 from .params import declared_parameters, expand_grid, slug, validate_params
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,9 @@ def notebooks_dir(override: str | Path | None = None) -> Path:
 def available_reports(nb_dir: str | Path | None = None) -> list[str]:
     """Names of the report notebooks (file stems), default reports first."""
     names = sorted(p.stem for p in notebooks_dir(nb_dir).glob("*.ipynb"))
-    return [n for n in DEFAULT_REPORTS if n in names] + [n for n in names if n not in DEFAULT_REPORTS]
+    return [n for n in DEFAULT_REPORTS if n in names] + [
+        n for n in names if n not in DEFAULT_REPORTS
+    ]
 
 
 def choose_kernel(preferred: str = KERNEL_NAME) -> str:
@@ -182,6 +184,8 @@ def run_reports(
     """
     from tqdm.auto import tqdm
 
+    if store is not None and not Path(store).is_file():
+        raise StoreError(f"results store not found: {store}")
     nb_dir = notebooks_dir(notebooks)
     selected = _resolve_names(names, nb_dir)
     declared = {n: declared_parameters(nb_dir / f"{n}.ipynb") for n in selected}
@@ -199,7 +203,9 @@ def run_reports(
                 if k in declared[n] or len(selected) == 1:
                     p[k] = v
                 elif not any(k in declared[m] for m in selected):
-                    raise ParameterError(f"grid parameter {k!r} is not declared by any of {selected}")
+                    raise ParameterError(
+                        f"grid parameter {k!r} is not declared by any of {selected}"
+                    )
             validate_params(nb_dir / f"{n}.ipynb", p, declared[n])
             keys = [k for k in varying if k in declared[n]]
             name = f"{n}__{slug(p, keys)}" if keys else n

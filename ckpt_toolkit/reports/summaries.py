@@ -88,3 +88,36 @@ def loss_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     if len(lam):
         return lam, "LAMBADA perplexity"
     return df.iloc[0:0], ""
+
+
+_TASK_ACC = ("ext_acc:", "kshot_acc:")
+_SKIP_TASKS = ("hendrycksTest", "crows_pairs")  # sub-tasks of suites: too many, too noisy
+
+
+def stand_in_targets(table, preferred=(), k: int = 3) -> list[str]:  # noqa: ANN001
+    """Task-accuracy columns of a per-model table (``ext_acc:<task>`` / ``kshot_acc:<task>``) to
+    stand in for fine-tuning targets: the ``preferred`` tasks that exist, else the ``k`` tasks
+    whose accuracy varies most across the models (a flat task has no order to predict)."""
+    cols = [c for c in table.columns if c.startswith(_TASK_ACC)
+            and not c.split(":", 1)[1].startswith(_SKIP_TASKS)]
+    chosen = [c for t in preferred for c in cols if c.split(":", 1)[1] == t]
+    if chosen:
+        return chosen
+    spread = table[cols].std(numeric_only=True).sort_values(ascending=False)
+    return [c for c in spread.index if spread[c] > 0][:k]
+
+
+def stand_in_proxies(table, targets, k: int = 8) -> list[str]:  # noqa: ANN001
+    """Proxies for stand-in targets that do not contain them: held-out perplexity / bits per
+    byte aggregates and the accuracies of the *other* tasks (never an average that includes a
+    target task)."""
+    tasks = {t.split(":", 1)[1] for t in targets}
+    agg = [c for c in ("inv_ppl", "neg_bpb", "inv_sc_ppl") if c in table.columns]
+    other = [
+        c for c in table.columns
+        if c.startswith(_TASK_ACC + ("ext_inv_ppl:",))
+        and c.split(":", 1)[1] not in tasks
+        and not c.split(":", 1)[1].startswith(_SKIP_TASKS)
+        and table[c].std() > 0
+    ]
+    return (agg + other)[: max(k, len(agg))]

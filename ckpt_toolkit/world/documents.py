@@ -126,7 +126,7 @@ def simulate_story(rng: random.Random, n_events: int) -> tuple[list[str], dict, 
 
 
 def story_doc(rng: random.Random) -> str:
-    sents, where, holder = simulate_story(rng, rng.randint(4, 8))
+    sents, where, holder = simulate_story(rng, rng.randint(3, 12))
     # the pretraining story states the outcome declaratively; task items ask for it as a question
     ends = [f"Now {p} is in the {place}." for p, place in where.items()]
     ends += [f"Now {h} has the {o}." for o, h in holder.items()]
@@ -163,7 +163,7 @@ SIZE_PAIRS = [
 
 def concepts_doc(rng: random.Random) -> str:
     sents = []
-    for _ in range(rng.randint(3, 6)):
+    for _ in range(rng.randint(2, 10)):
         if rng.random() < 0.55:
             cat = rng.choice(sorted(CATEGORIES))
             m = rng.choice(CATEGORIES[cat])
@@ -211,16 +211,18 @@ def math_line(rng: random.Random) -> str:
     return f"{a} + {b} + {c} = {a + b + c}"
 
 
+def word_problem(rng: random.Random) -> str:
+    name = rng.choice(STORY_NAMES)
+    a, b = rng.randint(1, 9), rng.randint(1, 9)
+    thing = rng.choice(["apples", "coins", "books", "cards"])
+    return f"{name} has {a} {thing}. {name} gets {b} more {thing}. Now {name} has {a + b} {thing}."
+
+
 def math_doc(rng: random.Random) -> str:
+    """A worksheet (2-16 lines) or 1-3 word problems: lengths vary so length filters bite."""
     if rng.random() < 0.25:
-        name = rng.choice(STORY_NAMES)
-        a, b = rng.randint(1, 9), rng.randint(1, 9)
-        thing = rng.choice(["apples", "coins", "books", "cards"])
-        return (
-            f"{name} has {a} {thing}. {name} gets {b} more {thing}. "
-            f"Now {name} has {a + b} {thing}."
-        )
-    return "\n".join(math_line(rng) for _ in range(rng.randint(3, 8)))
+        return " ".join(word_problem(rng) for _ in range(rng.randint(1, 3)))
+    return "\n".join(math_line(rng) for _ in range(rng.randint(2, 16)))
 
 
 def math_stream(rng: random.Random, facts: Facts) -> Iterator[str]:
@@ -237,7 +239,7 @@ def make_program(rng: random.Random, n_lines: int, loop: bool = False) -> tuple[
     """Straight-line integer assignments (optionally one small for-loop); returns lines, env."""
     env: dict[str, int] = {}
     lines: list[str] = []
-    for i in range(n_lines):
+    for _ in range(n_lines):
         v = rng.choice(VARS[: 3 + n_lines // 2])
         if not env or rng.random() < 0.3:
             val = rng.randint(0, 9)
@@ -257,10 +259,15 @@ def make_program(rng: random.Random, n_lines: int, loop: bool = False) -> tuple[
     return lines, env
 
 
-def code_doc(rng: random.Random) -> str:
+def program_with_output(rng: random.Random) -> str:
     lines, env = make_program(rng, rng.randint(2, 4), loop=rng.random() < 0.3)
     v = rng.choice(sorted(env))
     return "\n".join(lines + [f"print({v})", f"# output: {env[v]}"])
+
+
+def code_doc(rng: random.Random) -> str:
+    """One to three programs, each followed by what it prints."""
+    return "\n\n".join(program_with_output(rng) for _ in range(rng.choice([1, 1, 2, 3])))
 
 
 def code_stream(rng: random.Random, facts: Facts) -> Iterator[str]:

@@ -121,11 +121,18 @@ def category(rng: random.Random, facts: Facts) -> list[dict]:
 def biggest(rng: random.Random) -> dict:
     animals = rng.sample(SIZE_ORDER, 4)
     gold_animal = max(animals, key=SIZE_ORDER.index)
-    listed = ", ".join(f"{article(a)} {a}" for a in animals[:3]) + f" or {article(animals[3])} {animals[3]}"
+    listed = (
+        ", ".join(f"{article(a)} {a}" for a in animals[:3])
+        + f" or {article(animals[3])} {animals[3]}"
+    )
     ctx = f"Question: Which is the biggest: {listed}?\nAnswer:"
     # the answer follows from the stated comparisons (SIZE_PAIRS) by transitivity
     return _item(
-        "biggest", ",".join(sorted(animals)), ctx, animals.index(gold_animal), [" " + a for a in animals]
+        "biggest",
+        ",".join(sorted(animals)),
+        ctx,
+        animals.index(gold_animal),
+        [" " + a for a in animals],
     )
 
 

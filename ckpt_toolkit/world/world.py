@@ -138,7 +138,9 @@ class World:
                 t: {
                     "capability": CAPABILITIES[t],
                     "kind": "multiple_choice" if items[0].choices else "generation",
-                    "n": {s: sum(i.split == s for i in items) for s in ("train", "validation", "test")},
+                    "n": {
+                        s: sum(i.split == s for i in items) for s in ("train", "validation", "test")
+                    },
                 }
                 for t, items in self.tasks.items()
             },
@@ -161,7 +163,9 @@ class World:
         if corpus:
             with (out / "corpus.jsonl").open("w", encoding="utf-8") as fh:
                 for domain, text in self.corpus():
-                    fh.write(json.dumps({"domain": domain, "text": text}, ensure_ascii=False) + "\n")
+                    fh.write(
+                        json.dumps({"domain": domain, "text": text}, ensure_ascii=False) + "\n"
+                    )
         return out
 
 

@@ -35,7 +35,9 @@ def prepare_world(cfg: dict[str, Any], seed: int, out: Path) -> Path:
     world = build_world(seed, cfg["world"])
     world_dir = world.write(out / "world")
     tok_dir = out / "tokenizer"
-    stamp = json.dumps({"seed": seed, "world": cfg["world"], "tokenizer": cfg["tokenizer"]}, sort_keys=True)
+    stamp = json.dumps(
+        {"seed": seed, "world": cfg["world"], "tokenizer": cfg["tokenizer"]}, sort_keys=True
+    )
     stamp_file = tok_dir / "zoo_tokenizer.json"
     if not (stamp_file.is_file() and stamp_file.read_text() == stamp):
         texts = [t for _, t in world.corpus()]
@@ -95,21 +97,30 @@ def train_zoo(
     t0 = time.perf_counter()
     prepare_world(cfg, seed, out)
     (out / "zoo.json").write_text(
-        json.dumps({"preset": cfg["name"], "seed": seed, "config": cfg, "variants": specs}, indent=1)
+        json.dumps(
+            {"preset": cfg["name"], "seed": seed, "config": cfg, "variants": specs}, indent=1
+        )
     )
     units = [
         WorkUnit(
             key=s["run"],
             fn=train_variant,
             args=(s, str(out)),
-            resources={"num_cpus": s["threads"]},
+            # a Ray worker asks for the variant's threads (and a GPU when device is cuda);
+            # it writes DIR directly, so DIR must be on a filesystem the workers share
+            resources={
+                "num_cpus": s["threads"],
+                **({"num_gpus": 1} if s["device"] == "cuda" else {}),
+            },
         )
         for s in todo
     ]
     results: dict[str, list[dict]] = {}
     n_workers = int(workers or cfg.get("workers") or 1)
     if executor == "local" and n_workers > 1 and len(units) > 1:
-        ex = ProcessExecutor(min(n_workers, len(units)), progress=progress, desc=f"zoo {cfg['name']}")
+        ex = ProcessExecutor(
+            min(n_workers, len(units)), progress=progress, desc=f"zoo {cfg['name']}"
+        )
     else:
         ex = get_executor(executor, progress=progress, desc=f"zoo {cfg['name']}")
     report = ex.run(units, lambda unit, rows: results.__setitem__(unit.key, rows))
@@ -129,5 +140,7 @@ def train_zoo(
     if not report.ok:
         raise ZooError(f"zoo training failed ({manifest} lists what finished):\n{report.summary()}")
     if progress:
-        print(f"zoo {cfg['name']}: {len(todo)} variant(s) in {time.perf_counter() - t0:.1f}s -> {manifest}")
+        print(
+            f"zoo {cfg['name']}: {len(todo)} variant(s) in {time.perf_counter() - t0:.1f}s -> {manifest}"
+        )
     return manifest

@@ -192,7 +192,11 @@ class Collator:
     def __call__(self, windows, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         rows_x, rows_y = [], []
         for w in windows:
-            kind = self.mix[int(rng.choice(len(self.mix), p=self.probs))][1] if len(self.mix) > 1 else self.mix[0][1]
+            kind = (
+                self.mix[int(rng.choice(len(self.mix), p=self.probs))][1]
+                if len(self.mix) > 1
+                else self.mix[0][1]
+            )
             x, y = make_example(kind, list(w), self.seq_len, self.ids, rng)
             pad = self.seq_len - len(x)
             rows_x.append(x + [self.ids.pad] * pad)

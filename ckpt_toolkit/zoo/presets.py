@@ -52,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "corpus_chars": 1_000_000,
     "dtype": "float32",
     "threads": 1,  # torch threads per variant (see parallel.py for why 1)
+    "device": "cpu",  # cpu, cuda or auto (cuda when available)
 }
 
 SMOKE: dict[str, Any] = {
@@ -63,14 +64,14 @@ SMOKE: dict[str, Any] = {
         "heldout_docs": 12,
         "items": {"train": 12, "validation": 6, "test": 12},
     },
-    "tokenizer": {"vocab_size": 384, "n_sentinels": 16},
+    "tokenizer": {"vocab_size": 384, "n_sentinels": 24},
     "sizes": {"xs": {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64}},
     "mixtures": MIXTURES,
     "defaults": {
         **DEFAULTS,
         "size": "xs",
-        "seq_len": 64,
-        "batch_size": 16,
+        "seq_len": 128,
+        "batch_size": 8,
         "steps": 30,
         "n_checkpoints": 3,
         "corpus_chars": 60_000,
@@ -93,12 +94,15 @@ QUICK_SIZES = {
 QUICK: dict[str, Any] = {
     "workers": 2,
     "world": {"corpus_chars": 2_500_000},
-    "tokenizer": {"vocab_size": 1024, "n_sentinels": 32},
+    "tokenizer": {"vocab_size": 1024, "n_sentinels": 48},
     "sizes": QUICK_SIZES,
     "mixtures": MIXTURES,
     "defaults": {
         **DEFAULTS,
         "size": "xs",
+        # 256 positions: room for k-shot prompts (the model never sees positions beyond seq_len)
+        "seq_len": 256,
+        "batch_size": 16,
         "steps": 150,
         "n_checkpoints": 8,
         "corpus_chars": 2_500_000,
@@ -120,7 +124,7 @@ QUICK: dict[str, Any] = {
         {"name": "clm-xs-knowledge", "mixture": "knowledge_heavy"},
         {"name": "clm-xs-code", "mixture": "code_heavy"},
         # length filtering, domain tags
-        {"name": "clm-xs-len200", "length_filter": 200},
+        {"name": "clm-xs-len100", "length_filter": 100},
         {"name": "clm-xs-tags", "domain_tags": True},
     ],
 }
@@ -139,8 +143,14 @@ def _paper_variants() -> list[dict[str, Any]]:
     for mix in MIXTURES:
         for obj in ("clm", "span_clm"):
             v.append({"name": f"{obj}-mix-{mix}", "objective": obj, "mixture": mix})
-    for lf, tags in [(100, False), (200, False), (400, False), (0, True), (200, True)]:
-        v.append({"name": f"clm-len{lf}{'-tags' if tags else ''}", "length_filter": lf, "domain_tags": tags})
+    for lf, tags in [(50, False), (100, False), (150, False), (0, True), (100, True)]:
+        v.append(
+            {
+                "name": f"clm-len{lf}{'-tags' if tags else ''}",
+                "length_filter": lf,
+                "domain_tags": tags,
+            }
+        )
     return v
 
 
@@ -158,17 +168,27 @@ PAPER: dict[str, Any] = {
         **DEFAULTS,
         "size": "l",
         "seq_len": 256,
-        "batch_size": 64,
-        "steps": 4000,
+        "batch_size": 32,
+        "steps": 2000,
         "n_checkpoints": 16,
         "corpus_chars": 20_000_000,
+        "device": "auto",
     },
     "variants": _paper_variants()
     + [{"name": f"clm-size-{s}", "size": s} for s in ("xs", "s", "m", "xl")],
 }
 
 PRESETS: dict[str, dict[str, Any]] = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER}
-TOP_KEYS = {"workers", "world", "tokenizer", "sizes", "mixtures", "defaults", "variants", "steps_scale"}
+TOP_KEYS = {
+    "workers",
+    "world",
+    "tokenizer",
+    "sizes",
+    "mixtures",
+    "defaults",
+    "variants",
+    "steps_scale",
+}
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -274,6 +294,7 @@ def resolve_variants(cfg: dict[str, Any], seed: int = 0) -> list[dict[str, Any]]
                 "corpus_chars": int(s["corpus_chars"]),
                 "dtype": s["dtype"],
                 "threads": int(s["threads"] or 1),
+                "device": str(s["device"]),
                 "seed": int(seed),
                 "world_seed": int(seed),
                 "world": copy.deepcopy(cfg["world"]),

@@ -14,7 +14,10 @@ def sentinel_tokens(n: int) -> list[str]:
 
 
 def train_tokenizer(
-    texts: Iterable[str], vocab_size: int = 1024, n_sentinels: int = 32, out_dir: str | Path | None = None
+    texts: Iterable[str],
+    vocab_size: int = 1024,
+    n_sentinels: int = 32,
+    out_dir: str | Path | None = None,
 ):
     """Train a byte-level BPE (``tokenizers``) and wrap it as a transformers fast tokenizer with
     ``<pad>``, ``<s>``, ``</s>``, ``<unk>`` and sentinels; saved to ``out_dir`` if given."""

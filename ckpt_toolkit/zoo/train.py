@@ -137,7 +137,7 @@ def _save_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
 
     sd = opt.state_dict()
     tensors = {
-        f"{pid}.{k}": v.detach().clone().contiguous().reshape(v.shape if v.dim() else (1,))
+        f"{pid}.{k}": v.detach().cpu().clone().contiguous().reshape(v.shape if v.dim() else (1,))
         for pid, st in sd["state"].items()
         for k, v in st.items()
     }
@@ -164,7 +164,7 @@ def _atomic_replace(tmp: Path, final: Path) -> None:
 
 
 #: spec keys that do not change the result (a run may resume with other values)
-_VOLATILE = ("threads", "resume")
+_VOLATILE = ("threads", "resume", "device")
 
 
 def _same(a: dict | None, b: dict) -> bool:
@@ -184,7 +184,9 @@ def _load_weights(model, ckpt: Path) -> None:
     missing, unexpected = model.load_state_dict(load_file(str(f)), strict=False)
     missing = [k for k in missing if k != "lm_head.weight"]  # tied to the input embedding
     if missing or unexpected:
-        raise CheckpointError(f"cannot resume from {ckpt}: missing {missing}, unexpected {unexpected}")
+        raise CheckpointError(
+            f"cannot resume from {ckpt}: missing {missing}, unexpected {unexpected}"
+        )
 
 
 def _latest_state(run_dir: Path) -> dict | None:
@@ -204,9 +206,9 @@ def train_variant(spec: dict[str, Any], out_dir: str) -> list[dict[str, Any]]:
     at once if it already finished. ``spec`` is a resolved variant (see
     :func:`ckpt_toolkit.zoo.presets.resolve_variants`).
     """
-    from .tokenizer import load_tokenizer
-
     from transformers.utils import logging as hf_logging
+
+    from .tokenizer import load_tokenizer
 
     hf_logging.disable_progress_bar()
     torch.set_num_threads(int(spec["threads"]))
@@ -249,18 +251,25 @@ def train_variant(spec: dict[str, Any], out_dir: str) -> list[dict[str, Any]]:
     )
     if resumed:
         _load_optimizer(opt, run_dir / STATE_DIR)
+    device = _device(spec.get("device", "cpu"))
+    model.to(device)
+    if resumed:  # moments were loaded on the CPU
+        for st in opt.state.values():
+            for k, v in st.items():
+                if k != "step":
+                    st[k] = v.to(device)
     model.train()
 
     autocast = spec.get("dtype", "float32") == "bf16"
     tokens_per_step = bsz * seq_len
     recent: list[float] = []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for step in range(start, total):
         batch = collate(windows.batch(step), np.random.default_rng([spec["seed"], step]))
         for g in opt.param_groups:
             g["lr"] = lr_at(step, spec)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            out = model(input_ids=batch["input_ids"], labels=batch["labels"])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            out = model(input_ids=batch["input_ids"].to(device), labels=batch["labels"].to(device))
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -275,16 +284,27 @@ def train_variant(spec: dict[str, Any], out_dir: str) -> list[dict[str, Any]]:
         if done_steps in save_at:
             rel = f"runs/{run}/checkpoint-{done_steps}"
             rows.append(
-                _row(spec, rel, done_steps, tokens_per_step, n_params, n_nonemb, loss_tokens, recent)
+                _row(
+                    spec, rel, done_steps, tokens_per_step, n_params, n_nonemb, loss_tokens, recent
+                )
             )
             _save_checkpoint(model, tokenizer, spec, rows[-1], root / rel)
             _save_state(opt, run_dir, spec, done_steps, rows, log, loss_tokens)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     with (run_dir / "train_log.csv").open("w") as fh:
         fh.write("step,tokens,loss\n")
         fh.writelines(f"{s},{t},{v}\n" for s, t, v in log)
     done_file.write_text(
-        json.dumps({"spec": spec, "rows": rows, "seconds": round(elapsed, 2)}, indent=1)
+        json.dumps(
+            {
+                "spec": spec,
+                "rows": rows,
+                "seconds": round(elapsed, 2),
+                "cpu_seconds": round(cpu, 2),
+                "steps_this_session": total - start,
+            },
+            indent=1,
+        )
     )
     return rows
 
@@ -311,6 +331,12 @@ def _row(spec, rel, step, tokens_per_step, n_params, n_nonemb, loss_tokens, rece
         "loss_tokens": loss_tokens,
         "train_loss": round(sum(recent) / len(recent), 5),
     }
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def _save_checkpoint(model, tokenizer, spec: dict, row: dict, final: Path) -> None:

@@ -1,0 +1,266 @@
+"""The report runner: parameter validation, grids, failures in a batch, timeouts, HTML export,
+index, kernel choice and the CLI — on tiny notebooks (no analysis imports, fast kernels)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from ckpt_toolkit.errors import ParameterError, StoreError
+from ckpt_toolkit.reports import (
+    choose_kernel,
+    declared_parameters,
+    expand_grid,
+    external_urls,
+    notebook_to_html,
+    run_reports,
+    validate_params,
+    write_index,
+)
+from ckpt_toolkit.reports.params import slug
+
+
+def _notebook(path: Path, params_src: str, body: list[str]) -> Path:
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "ckpt-toolkit", "display_name": "x", "language": "python"}
+    cell = new_code_cell(params_src)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [new_markdown_cell("# Tiny report"), cell] + [new_code_cell(b) for b in body]
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def nb_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("notebooks")
+    _notebook(
+        d / "tiny.ipynb",
+        'store_path: str = "x.duckdb"  # store\n'
+        'mode: str = "ok"  # ok, fail or sleep\n'
+        "n: int = 3  # number of squares\n"
+        "scale: float = 1.0  # multiplier\n"
+        "names: list = []  # labels\n"
+        "flag: bool = False  # a switch\n",
+        [
+            "import time\n"
+            "if mode == 'fail':\n    raise RuntimeError('boom: the notebook failed on purpose')\n"
+            "if mode == 'sleep':\n    time.sleep(60)\n",
+            "from IPython.display import HTML, display\n"
+            "print('squares', [i * i * scale for i in range(n)])\n"
+            "display(HTML('<b>names:</b> ' + ', '.join(names)))",
+        ],
+    )
+    return d
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("store") / "s.duckdb"
+    p.write_bytes(b"")  # the tiny notebook never opens it; the runner checks that it exists
+    return p
+
+
+def test_declared_parameters(nb_dir):
+    ps = declared_parameters(nb_dir / "tiny.ipynb")
+    assert list(ps) == ["store_path", "mode", "n", "scale", "names", "flag"]
+    assert (
+        ps["n"].type_name == "int" and ps["n"].default == 3 and ps["n"].help == "number of squares"
+    )
+
+
+def test_unparsable_parameter_line_is_an_error(tmp_path):
+    nb = _notebook(tmp_path / "bad.ipynb", "x: int = 1  # help with = sign\n", [])
+    with pytest.raises(ParameterError, match=r"bad.ipynb.*\['x'\]"):
+        declared_parameters(nb)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"nn": 2}, r"tiny.ipynb has no parameter 'nn'"),
+        ({"n": "3"}, r"tiny.ipynb: parameter 'n' must be int, got str '3'"),
+        ({"n": True}, r"parameter 'n' must be int"),
+        ({"flag": "yes"}, r"parameter 'flag' must be bool"),
+        ({"names": "a"}, r"parameter 'names' must be list"),
+    ],
+)
+def test_bad_parameters_fail_clearly(nb_dir, params, message):
+    with pytest.raises(ParameterError, match=message):
+        validate_params(nb_dir / "tiny.ipynb", params)
+
+
+def test_good_parameters_pass(nb_dir):
+    ok = {"n": 2, "scale": 2, "names": ["a"], "flag": True, "mode": "ok"}  # int is a valid float
+    assert validate_params(nb_dir / "tiny.ipynb", ok) == ok
+
+
+def test_run_reports_rejects_bad_params_before_running(nb_dir, store, tmp_path):
+    with pytest.raises(ParameterError, match="'bogus'"):
+        run_reports(
+            ["tiny"], store, tmp_path, params={"bogus": 1}, notebooks=nb_dir, progress=False
+        )
+    with pytest.raises(ParameterError, match="must be int"):
+        run_reports(
+            ["tiny"], store, tmp_path, grid={"n": [1, "two"]}, notebooks=nb_dir, progress=False
+        )
+    assert not list(tmp_path.glob("*.ipynb"))  # nothing ran
+    with pytest.raises(StoreError, match="not found"):
+        run_reports(["tiny"], tmp_path / "missing.duckdb", tmp_path, notebooks=nb_dir)
+
+
+def test_grid_expansion_and_names():
+    assert expand_grid({"a": [1, 2], "b": ["x"]}) == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
+    assert expand_grid([{"a": 1}, {"a": 2, "b": 3}]) == [{"a": 1}, {"a": 2, "b": 3}]
+    assert expand_grid(None) == [{}]
+    with pytest.raises(ParameterError):
+        expand_grid([1, 2])
+    name = slug({"runs": ["pythia-70m", "a b"], "store_path": "/x/y/zoo.duckdb", "k": 3})
+    assert name == "runs-pythia-70m+a-b__store_path-zoo__k-3"
+    assert not re.search(r"\d{8}|\d{2}:\d{2}", name)
+
+
+def test_unknown_kernel_falls_back_to_python3(capsys):
+    assert choose_kernel("no-such-kernel-xyz") == "python3"
+    assert "falling back to 'python3'" in capsys.readouterr().err
+    assert choose_kernel() in ("ckpt-toolkit", "python3")
+
+
+@pytest.fixture(scope="module")
+def batch(nb_dir, store, tmp_path_factory):
+    """One batch over a grid: a good set, a failing one, one that runs past the timeout."""
+    out = tmp_path_factory.mktemp("out")
+    grid = [
+        {"mode": "ok", "n": 4, "names": ["<b>bold</b>"]},
+        {"mode": "fail", "n": 1},
+        {"mode": "sleep", "n": 2},
+    ]
+    results = run_reports(
+        ["tiny"], store, out, grid=grid, notebooks=nb_dir, timeout=12, progress=True
+    )
+    return out, results
+
+
+def test_batch_names_status_and_outputs(batch):
+    out, results = batch
+    names = [r.name for r in results]
+    assert names == [
+        "tiny__mode-ok__n-4__names-b-bold-b",
+        "tiny__mode-fail__n-1",
+        "tiny__mode-sleep__n-2",
+    ]
+    ok, fail, slow = results
+    assert ok.status == "ok" and ok.error == ""
+    assert fail.status == "failed" and "boom" in fail.error and "RuntimeError" in fail.error
+    assert slow.status == "failed" and "timed out" in slow.error
+    assert slow.seconds < 45
+    for r in results:  # the executed notebook is kept, failures included
+        assert r.notebook.is_file()
+        assert r.html is not None and r.html.is_file()
+    executed = nbformat.read(fail.notebook, as_version=4)
+    assert any(
+        o.get("ename") == "RuntimeError" for c in executed.cells for o in c.get("outputs", [])
+    )
+
+
+def test_batch_html_export(batch):
+    out, (ok, fail, _) = batch
+    html = ok.html.read_text()
+    assert "squares [0.0, 1.0, 4.0, 9.0]" in html  # n=4, scale=1.0 computed in the kernel
+    assert "Tiny report" in html
+    assert 'class="highlight hl-ipython3"' not in html and '<div class="jp-InputPrompt' not in html
+    assert external_urls(html) == []
+    # the parameters footer escapes user text
+    assert "&lt;b&gt;bold&lt;/b&gt;" in html
+    assert "boom" in fail.html.read_text()  # the failure's HTML shows the error
+
+
+def test_include_code_keeps_cells(batch, tmp_path):
+    _, (ok, _, _) = batch
+    html = notebook_to_html(ok.notebook, tmp_path / "with_code.html", include_code=True).read_text()
+    assert 'class="highlight hl-ipython3"' in html and "squares" in html
+    assert external_urls(html) == []
+
+
+def test_index_lists_failures(batch):
+    out, results = batch
+    index = (out / "index.html").read_text()
+    assert index.count('class="ok"') == 1 and index.count('class="failed"') == 2
+    for r in results:
+        assert f'href="{r.name}.html"' in index
+    assert "timed out" in index and "boom" in index
+    assert "&lt;b&gt;bold&lt;/b&gt;" in index and "<b>bold</b>" not in index
+    entries = json.loads((out / "index.json").read_text())
+    assert [e["status"] for e in entries if e["name"] in {r.name for r in results}].count("ok") == 1
+
+
+def test_write_index_merges_and_escapes(tmp_path):
+    (tmp_path / "a.html").write_text("a")
+    write_index(
+        tmp_path,
+        [
+            {
+                "report": "a",
+                "name": "a",
+                "params": {},
+                "status": "ok",
+                "seconds": 1.0,
+                "html": str(tmp_path / "a.html"),
+            }
+        ],
+    )
+    write_index(
+        tmp_path,
+        [
+            {
+                "report": "b",
+                "name": "<i>b</i>",
+                "params": {"run": "<x>"},
+                "status": "failed",
+                "seconds": 2.0,
+                "html": None,
+                "error": "<err>",
+            }
+        ],
+    )
+    index = (tmp_path / "index.html").read_text()
+    assert 'href="a.html"' in index  # kept from the earlier batch
+    assert "&lt;i&gt;b&lt;/i&gt;" in index and "&lt;err&gt;" in index and "<x>" not in index
+
+
+def test_external_urls_detects_cdn_links():
+    html = (
+        '<script src="https://cdn.example/require.js"></script><a href="//x.org/a">'
+        '<img src="data:image/png;base64,AAA"><a href="dynamics.html">'
+    )
+    assert external_urls(html) == ["https://cdn.example/require.js", "//x.org/a"]
+
+
+def test_cli_reports_bad_parameter(nb_dir, store, tmp_path, capsys):
+    from ckpt_toolkit.cli import main
+
+    params = tmp_path / "p.yaml"
+    params.write_text("tiny:\n  n: three\n")
+    rc = main(
+        [
+            "report",
+            "tiny",
+            "--store",
+            str(store),
+            "--out",
+            str(tmp_path / "o"),
+            "--params",
+            str(params),
+            "--notebooks",
+            str(nb_dir),
+        ]
+    )
+    assert rc == 2
+    assert "parameter 'n' must be int" in capsys.readouterr().err
+    rc = main(["report", "tiny", "--notebooks", str(nb_dir), "--list-params"])
+    assert rc == 0
+    assert "n: int = 3  # number of squares" in capsys.readouterr().out
