@@ -220,16 +220,25 @@ class RayExecutor:
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         kwargs.update(self.init_kwargs)
         kwargs.setdefault("ignore_reinit_error", True)
-        try:
-            ray.init(address=self.address, **kwargs)
-        except Exception as exc:  # ConnectionError, or a plain Exception on startup timeout
-            ray.shutdown()  # clean up a half-started local cluster
-            where = (
-                f"the Ray cluster at {self.address!r}" if self.address else "a local Ray cluster"
-            )
-            raise RayUnavailableError(
-                f"cannot start or join {where}: {type(exc).__name__}: {exc}"
-            ) from None
+        # Ray gives a new local node a fixed 30 s to come up; on a busy machine it can miss that,
+        # so starting a local cluster gets a second try
+        tries = 1 if self.address else 2
+        for attempt in range(tries):
+            try:
+                ray.init(address=self.address, **kwargs)
+                break
+            except Exception as exc:  # ConnectionError, or a plain Exception on startup timeout
+                ray.shutdown()  # clean up a half-started local cluster
+                if attempt + 1 < tries and "timed out" in str(exc):
+                    continue
+                where = (
+                    f"the Ray cluster at {self.address!r}"
+                    if self.address
+                    else "a local Ray cluster"
+                )
+                raise RayUnavailableError(
+                    f"cannot start or join {where}: {type(exc).__name__}: {exc}"
+                ) from None
         self._started_cluster = not self.address
 
     def shutdown(self) -> None:

@@ -290,3 +290,23 @@ def test_rank_correlations_match_scipy():
     boots = [stats.kendalltau(t[ix], p[ix])[0] for ix in idx]
     assert c["kendall_ci"][0] == pytest.approx(np.quantile(boots, 0.025))
     assert c["kendall_ci"][1] == pytest.approx(np.quantile(boots, 0.975))
+
+
+def test_group_col_pairs_only_within_groups():
+    # within each size the proxy is perfect; across sizes it is always wrong
+    df = pd.DataFrame(
+        {
+            "model": list("abcdef"),
+            "size": [1, 1, 1, 2, 2, 2],
+            "p": [10, 11, 12, 0, 1, 2],
+            "sft:x": [1, 2, 3, 4, 5, 6],
+        }
+    )
+    flat = evaluate_pairwise(df, ["sft:x"], ["p"], **FAST).proxy_accuracy.iloc[0]
+    assert (flat["accuracy"], flat["n_pairs"]) == (pytest.approx(6 / 15), 15)
+    res = evaluate_pairwise(df, ["sft:x"], ["p"], group_col="size", **FAST)
+    grouped = res.proxy_accuracy.iloc[0]
+    assert (grouped["accuracy"], grouped["n_pairs"]) == (1.0, 6)
+    comp = res.comparator.set_index("method")
+    assert comp.loc["proxy:p", "accuracy_mean"] == 1.0
+    assert res.summary["config"]["group_col"] == "size"

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 pytest.importorskip("ray")
@@ -109,7 +110,7 @@ def test_ray_probe_rows_match_local_and_survive_a_killed_worker(
     a, b = _table(tmp_path / "local.duckdb"), _table(tmp_path / "ray.duckdb")
     assert len(a) > 0 and set(a["probe"]) == {"ppl", "sc_ppl", "kshot"}
     # row for row, the same numbers (exact: same code, same 1-thread arithmetic)
-    assert a.to_dict("records") == b.to_dict("records")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
 
     # resume: rerunning on Ray finds everything in the store and submits nothing
     again = _sweep(zoo_refs, tmp_path / "ray.duckdb", "ray", max_retries=1)

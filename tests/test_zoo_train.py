@@ -222,7 +222,13 @@ def test_cli_train_and_presets(tmp_path, capsys):
     assert main(argv + ["--runs", "span-xs", "-q"]) == 0
     rows = _rows(out / "manifest.csv")
     assert [(r["run"], r["step"]) for r in rows] == [("span-xs", "1"), ("span-xs", "4")]
+    done = out / "runs" / "span-xs" / "rows.json"
+    stamp = done.stat().st_mtime_ns
+    assert main(argv + ["--runs", "span-xs", "-q"]) == 0  # finished variants are not retrained
+    assert done.stat().st_mtime_ns == stamp
     assert main(["zoo", "presets"]) == 0
     assert "quick: 13 variants" in capsys.readouterr().out
+    assert main(["zoo", "world", "--out", str(tmp_path / "w"), "--preset", "smoke"]) == 0
+    assert (tmp_path / "w" / "world.json").is_file() and (tmp_path / "w" / "tasks").is_dir()
     assert main(["zoo", "train", "--preset", "nope", "--out", str(out)]) == 2
     assert main(argv + ["--runs", "nope", "-q"]) == 2

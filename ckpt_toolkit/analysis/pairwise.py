@@ -189,7 +189,7 @@ def _prepare(
             for c in table.columns
             if c not in skip
             and pd.api.types.is_numeric_dtype(table[c])
-            and not str(c).startswith("sft:")
+            and not str(c).startswith(("sft:", "config:"))
         ]
     elif isinstance(proxies, str):
         proxies = [p.strip() for p in proxies.split(",") if p.strip()]
@@ -291,6 +291,7 @@ def proxy_accuracy_table(
     n_boot: int = 200,
     seed: int = 0,
     kinds: Mapping[str, str] | None = None,
+    allowed: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Pairwise accuracy of every proxy on every target over all pairs of the table.
 
@@ -308,8 +309,11 @@ def proxy_accuracy_table(
         for p in proxies:
             pv = table[p].to_numpy(dtype=float)
             credit, mask = credit_matrix(tv, pv, min_gap=min_gap, ties=ties)
+            target_ok = np.abs(tv[:, None] - tv) > min_gap
+            if allowed is not None:
+                mask, target_ok = mask & allowed, target_ok & allowed
             acc, n_pairs = score_credit(credit, mask)
-            tie_mask = np.triu(credit == 0.5, 1) & np.triu(np.abs(tv[:, None] - tv) > min_gap, 1)
+            tie_mask = np.triu(credit == 0.5, 1) & np.triu(target_ok, 1)
             boot = bootstrap_accuracy(credit, mask, W)
             acc_by[p], boot_by[p] = acc, boot
             lo, hi = percentile_ci(boot)
@@ -395,8 +399,10 @@ def _topk_hits(score: np.ndarray, tv: np.ndarray, ks: Sequence[int], rng) -> dic
     return {k: float(bool(best & set(order[:k]))) for k in ks if k < len(score)}
 
 
-def _gap_edges(tv: np.ndarray, min_gap: float, q: int) -> np.ndarray:
+def _gap_edges(tv: np.ndarray, min_gap: float, q: int, allowed: np.ndarray) -> np.ndarray:
     ii, jj = np.triu_indices(len(tv), 1)
+    keep = allowed[ii, jj]
+    ii, jj = ii[keep], jj[keep]
     gaps = np.abs(tv[ii] - tv[jj])
     gaps = gaps[gaps > min_gap]
     if gaps.size == 0:
@@ -426,6 +432,7 @@ def evaluate_pairwise(
     z_max: float = 5.0,
     drop_flagged: bool = False,
     model_col: str | None = None,
+    group_col: str | None = None,
     transfer: bool = True,
     progress: bool = True,
 ) -> PairwiseResult:
@@ -436,7 +443,7 @@ def evaluate_pairwise(
             else the index does.
         targets: post-fine-tuning score columns (e.g. ``sft:math``).
         proxies: pre-fine-tuning columns, higher = better; default every numeric column that is
-            neither a target, ``sft:*`` nor metadata (step, tokens, params, ...).
+            neither a target, ``sft:*``, ``config:*`` nor metadata (step, tokens, params, ...).
         invert: proxies where lower is better (they are negated).
         combine: combined proxies, ``{"name": {"a": +1, "b": -1}}`` or ``["name=+a,-b"]``:
             signed sums of min-max normalised proxies over the pool.
@@ -452,6 +459,9 @@ def evaluate_pairwise(
         gap_quantiles: number of quantile bins of the true gap |Δtarget|.
         topk: k values for top-k recall of the truly best model.
         z_max: robust z above which a value is flagged; ``drop_flagged`` drops those models.
+        group_col: form pairs only between models with the same value in this column (e.g.
+            ``params``: compare checkpoints at a fixed model size, as the paper does); the
+            Borda ranking still covers all test models.
         transfer: compute the cross-target transfer matrix.
         progress: tqdm bar over splits.
     """
@@ -466,6 +476,15 @@ def evaluate_pairwise(
         table, targets, proxies, invert, combine, model_col, z_max, drop_flagged, auto_combine
     )
     all_proxies = base + combos
+    if group_col is not None:
+        if group_col not in table.columns:
+            raise ParameterError(f"group column {group_col!r} not in the table")
+        by_model = dict(zip(_model_ids(table, model_col), table[group_col].reset_index(drop=True)))
+        clean.insert(1, "group", [by_model[m] for m in clean["model"]])
+        g = clean["group"].to_numpy()
+        allowed = g[:, None] == g[None, :]
+    else:
+        allowed = np.ones((len(clean), len(clean)), dtype=bool)
     if ppl_proxy is None:
         ppl_proxy = default_ppl_proxy(base)
     elif ppl_proxy not in all_proxies:
@@ -487,22 +506,23 @@ def evaluate_pairwise(
         n_boot=n_boot,
         seed=seed,
         kinds=kinds,
+        allowed=allowed if group_col is not None else None,
     )
     corr = correlation_table(clean, targets, all_proxies, n_boot=n_boot, seed=seed)
 
     P = clean[base].to_numpy(dtype=float)
     T = {t: clean[t].to_numpy(dtype=float) for t in targets}
     classifiers = [classifier] + ([baseline] if baseline and baseline != classifier else [])
-    credits = {
-        (p, t): credit_matrix(T[t], clean[p].to_numpy(dtype=float), min_gap=min_gap, ties=ties)
-        for p in all_proxies
-        for t in targets
-    }
+    credits = {}
+    for p in all_proxies:
+        for t in targets:
+            c, m = credit_matrix(T[t], clean[p].to_numpy(dtype=float), min_gap=min_gap, ties=ties)
+            credits[(p, t)] = (c, m & allowed)
     split_recs, imp_recs, topk_recs, gap_recs, split_rows = [], [], [], [], []
     borda_sum = {t: np.zeros(n) for t in targets}
     borda_cnt = np.zeros(n)
     rng = np.random.default_rng(seed + 2)
-    edges = {t: _gap_edges(T[t], min_gap, gap_quantiles) for t in targets}
+    edges = {t: _gap_edges(T[t], min_gap, gap_quantiles, allowed) for t in targets}
     splits = model_splits(n, n_splits, train_frac, seed) if n >= 4 else []
     if n < 4:
         warnings.warn(
@@ -510,50 +530,60 @@ def evaluate_pairwise(
             PairwiseWarning,
             stacklevel=2,
         )
-    for s, (tr, te) in enumerate(tqdm(splits, desc="pairwise splits", disable=not progress)):
-        split_rows += [(s, clean["model"][i], "train") for i in tr]
-        split_rows += [(s, clean["model"][i], "test") for i in te]
-        borda_cnt[te] += 1
-        test_pairs = {t: pairs_within(te, T[t], min_gap) for t in targets}
-        all_I, all_J = pairs_within(te)
-        # unsupervised proxies re-scored on exactly the comparator's test pairs
-        for t in targets:
-            ii, jj = test_pairs[t]
-            gbin = np.digitize(np.abs(T[t][ii] - T[t][jj]), edges[t][1:-1], right=True)
-            for p in all_proxies:
-                credit, mask = credits[(p, t)]
-                c, k = credit[ii, jj], mask[ii, jj]
-                split_recs.append((t, "", f"proxy:{p}", "none", s, _mean(c, k), int(k.sum())))
-                gap_recs += [(t, f"proxy:{p}", b, ci, ki) for b, ci, ki in zip(gbin, c, k)]
-                hits = _topk_hits(clean[p].to_numpy()[te], T[t][te], topk, rng)
-                topk_recs += [(t, f"proxy:{p}", k_, h) for k_, h in hits.items()]
-        for src in targets:
-            Itr, _ = pairs_within(tr, T[src], min_gap)
-            if len(Itr) == 0:
-                continue
-            for clf in classifiers:
-                comp = PairwiseComparator(clf, seed=seed + s).fit(P[tr], T[src][tr], min_gap)
-                imp_recs += [(src, clf, p, v, s) for p, v in zip(base, comp.importance())]
-                dests = targets if (transfer and clf == classifier) else [src]
-                for t in dests:
-                    ii, jj = test_pairs[t]
-                    f = comp.predict_proba(P, ii, jj)
-                    c, k = _pred_credit(f, T[t][ii] > T[t][jj], ties)
-                    split_recs.append((t, src, f"comparator:{clf}", clf, s, _mean(c, k), len(ii)))
-                    if t == src:
-                        gbin = np.digitize(np.abs(T[t][ii] - T[t][jj]), edges[t][1:-1], right=True)
-                        gap_recs += [
-                            (t, f"comparator:{clf}", b, ci, ki) for b, ci, ki in zip(gbin, c, k)
-                        ]
-                # Borda count over all test pairs: score_i = Σ_j f(i, j) (§4.4)
-                f_all = comp.predict_proba(P, all_I, all_J)
-                score = np.zeros(n)
-                np.add.at(score, all_I, f_all)
-                np.add.at(score, all_J, 1 - f_all)
-                hits = _topk_hits(score[te], T[src][te], topk, rng)
-                topk_recs += [(src, f"comparator:{clf}", k_, h) for k_, h in hits.items()]
-                if clf == classifier:
-                    borda_sum[src][te] += score[te] / (len(te) - 1)
+    # tiny linear-algebra problems: BLAS threads only add overhead and oversubscribe cores
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        for s, (tr, te) in enumerate(tqdm(splits, desc="pairwise splits", disable=not progress)):
+            split_rows += [(s, clean["model"][i], "train") for i in tr]
+            split_rows += [(s, clean["model"][i], "test") for i in te]
+            borda_cnt[te] += 1
+            test_pairs = {t: pairs_within(te, T[t], min_gap, allowed) for t in targets}
+            all_I, all_J = pairs_within(te)
+            # unsupervised proxies re-scored on exactly the comparator's test pairs
+            for t in targets:
+                ii, jj = test_pairs[t]
+                gbin = np.digitize(np.abs(T[t][ii] - T[t][jj]), edges[t][1:-1], right=True)
+                for p in all_proxies:
+                    credit, mask = credits[(p, t)]
+                    c, k = credit[ii, jj], mask[ii, jj]
+                    split_recs.append((t, "", f"proxy:{p}", "none", s, _mean(c, k), int(k.sum())))
+                    gap_recs += [(t, f"proxy:{p}", b, ci, ki) for b, ci, ki in zip(gbin, c, k)]
+                    hits = _topk_hits(clean[p].to_numpy()[te], T[t][te], topk, rng)
+                    topk_recs += [(t, f"proxy:{p}", k_, h) for k_, h in hits.items()]
+            for src in targets:
+                Itr, _ = pairs_within(tr, T[src], min_gap, allowed)
+                if len(Itr) == 0:
+                    continue
+                for clf in classifiers:
+                    comp = PairwiseComparator(clf, seed=seed + s).fit(
+                        P[tr], T[src][tr], min_gap, allowed[np.ix_(tr, tr)]
+                    )
+                    imp_recs += [(src, clf, p, v, s) for p, v in zip(base, comp.importance())]
+                    dests = targets if (transfer and clf == classifier) else [src]
+                    for t in dests:
+                        ii, jj = test_pairs[t]
+                        f = comp.predict_proba(P, ii, jj)
+                        c, k = _pred_credit(f, T[t][ii] > T[t][jj], ties)
+                        split_recs.append(
+                            (t, src, f"comparator:{clf}", clf, s, _mean(c, k), len(ii))
+                        )
+                        if t == src:
+                            gbin = np.digitize(
+                                np.abs(T[t][ii] - T[t][jj]), edges[t][1:-1], right=True
+                            )
+                            gap_recs += [
+                                (t, f"comparator:{clf}", b, ci, ki) for b, ci, ki in zip(gbin, c, k)
+                            ]
+                    # Borda count over all test pairs: score_i = Σ_j f(i, j) (§4.4)
+                    f_all = comp.predict_proba(P, all_I, all_J)
+                    score = np.zeros(n)
+                    np.add.at(score, all_I, f_all)
+                    np.add.at(score, all_J, 1 - f_all)
+                    hits = _topk_hits(score[te], T[src][te], topk, rng)
+                    topk_recs += [(src, f"comparator:{clf}", k_, h) for k_, h in hits.items()]
+                    if clf == classifier:
+                        borda_sum[src][te] += score[te] / (len(te) - 1)
 
     recs = pd.DataFrame(
         split_recs,
@@ -596,6 +626,7 @@ def evaluate_pairwise(
             topk=list(topk),
             z_max=z_max,
             drop_flagged=drop_flagged,
+            group_col=group_col,
         ),
         n_input=len(table),
     )

@@ -57,14 +57,23 @@ def model_splits(
     return out
 
 
-def pairs_within(idx: np.ndarray, t: np.ndarray | None = None, min_gap: float = 0.0):
+def pairs_within(
+    idx: np.ndarray,
+    t: np.ndarray | None = None,
+    min_gap: float = 0.0,
+    allowed: np.ndarray | None = None,
+):
     """Unordered pairs (ii, jj) with ii < jj drawn from the models ``idx`` only; when a target ``t``
-    (over all models) is given, only pairs whose gap exceeds ``min_gap``."""
+    (over all models) is given, only pairs whose gap exceeds ``min_gap``; with an n×n boolean
+    ``allowed``, only pairs it allows."""
     idx = np.sort(np.asarray(idx))
     ii, jj = np.triu_indices(len(idx), k=1)
     ii, jj = idx[ii], idx[jj]
     if t is not None:
         keep = valid_pairs(t, min_gap)[ii, jj]
+        ii, jj = ii[keep], jj[keep]
+    if allowed is not None:  # e.g. only pairs of the same model size
+        keep = allowed[ii, jj]
         ii, jj = ii[keep], jj[keep]
     return ii, jj
 
@@ -113,7 +122,13 @@ class PairwiseComparator:
     def _standardise(self, P: np.ndarray) -> np.ndarray:
         return (np.asarray(P, dtype=float) - self.mu_) / self.sd_
 
-    def fit(self, P: np.ndarray, t: np.ndarray, min_gap: float = 0.0) -> PairwiseComparator:
+    def fit(
+        self,
+        P: np.ndarray,
+        t: np.ndarray,
+        min_gap: float = 0.0,
+        allowed: np.ndarray | None = None,
+    ) -> PairwiseComparator:
         """Train on all valid pairs of the given models (rows of ``P``, targets ``t``), in both
         orientations: label 1 for (i, j) when t_i > t_j."""
         P = np.asarray(P, dtype=float)
@@ -122,7 +137,7 @@ class PairwiseComparator:
         sd = P.std(axis=0)
         self.sd_ = np.where(sd > 0, sd, 1.0)
         Z = self._standardise(P)
-        ii, jj = pairs_within(np.arange(len(t)), t, min_gap)
+        ii, jj = pairs_within(np.arange(len(t)), t, min_gap, allowed)
         if len(ii) == 0:
             raise ParameterError("no training pair has a target gap above min_gap")
         X = np.vstack([pair_features(Z, ii, jj), pair_features(Z, jj, ii)])

@@ -140,7 +140,7 @@ def flag_rows(
         x = pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=float)
         finite = np.isfinite(x)
         z = np.full_like(x, np.nan)
-        if finite.sum() >= 3:
+        if finite.sum() >= 5:  # a MAD of fewer values is too unstable to flag on
             z[finite] = robust_z(x[finite])
         for i in range(len(x)):
             if not finite[i]:

@@ -75,6 +75,11 @@ def pairwise_cmd(
         False, "--drop-flagged", help="Drop models with flagged values."
     ),
     model_col: str | None = typer.Option(None, "--model-col", help="Column naming the models."),
+    group_col: str | None = typer.Option(
+        None,
+        "--group-col",
+        help="Pair only models sharing this column's value (e.g. params: fixed model size).",
+    ),
     no_transfer: bool = typer.Option(False, "--no-transfer", help="Skip the cross-target matrix."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
@@ -112,28 +117,40 @@ def pairwise_cmd(
         if not target_list:
             raise ParameterError(f"no sft:<task> targets in {store}; run `ckpt finetune` first")
         proxy_list = proxy_list or summary_proxies(df)
-    result = evaluate_pairwise(
-        df,
-        target_list,
-        proxy_list,
-        invert=invert or (),
-        combine=combine or None,
-        auto_combine=not no_auto_combine,
-        ppl_proxy=ppl_proxy,
-        ties=ties,
-        min_gap=min_gap,
-        classifier=classifier,
-        baseline=None if baseline.lower() == "none" else baseline,
-        n_splits=splits,
-        train_frac=train_frac,
-        seed=seed,
-        n_boot=n_boot,
-        z_max=z_max,
-        drop_flagged=drop_flagged,
-        model_col=model_col,
-        transfer=not no_transfer,
-        progress=progress,
-    )
+    import warnings
+
+    from ..analysis.pairwise import PairwiseWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PairwiseWarning)
+        result = evaluate_pairwise(
+            df,
+            target_list,
+            proxy_list,
+            invert=invert or (),
+            combine=combine or None,
+            auto_combine=not no_auto_combine,
+            ppl_proxy=ppl_proxy,
+            ties=ties,
+            min_gap=min_gap,
+            classifier=classifier,
+            baseline=None if baseline.lower() == "none" else baseline,
+            n_splits=splits,
+            train_frac=train_frac,
+            seed=seed,
+            n_boot=n_boot,
+            z_max=z_max,
+            drop_flagged=drop_flagged,
+            model_col=model_col,
+            group_col=group_col,
+            transfer=not no_transfer,
+            progress=progress,
+        )
+    for w in caught:
+        if issubclass(w.category, PairwiseWarning):
+            typer.secho(f"warning: {w.message}", fg="yellow", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     paths = write_outputs(result, out)
     s = result.summary
     typer.echo(

@@ -5,12 +5,13 @@ Raffel et al. 2020 §3.1.4): each held-out document is tokenized and cut into ch
 is corrupted deterministically (seeded per document and chunk) by T5's ``random_spans_noise_mask``
 with noise density 0.15 and mean span length 3. The model reads one sequence::
 
-    [BOS] x1 x2 <extra_id_0> x6 ... <extra_id_1> ...   <extra_id_0> x3 x4 x5 <extra_id_1> ... <extra_id_n>
-          └──────── corrupted input ──────────────┘    └────────────── targets ──────────────────────┘
+    [BOS] x1 x2 <extra_id_0> x6 ... <extra_id_1> ...   <extra_id_0> x3 x4 x5 <extra_id_1> ... [EOS]
+          └──────── corrupted input ──────────────┘    └────────────── targets ───────────────┘
 
-and we score only the target tokens after the first target sentinel: the dropped tokens and the
-sentinel that closes each span (which says where a span ends). ``sc_loss`` is their mean NLL
-(nats), ``sc_ppl = exp(sc_loss)``.
+— the layout the zoo's span-corruption objectives train on (``ckpt_toolkit/zoo/objectives.py``) —
+and we score only the target tokens after the first target sentinel: the dropped tokens, the
+sentinel that opens the next span and the closing EOS (together they say where each span ends).
+``sc_loss`` is their mean NLL (nats), ``sc_ppl = exp(sc_loss)``.
 
 Why: checkpoints pretrained with span corruption (or a UL2 mixture) are scored in the format they
 were trained on, where plain left-to-right perplexity undersells them; causal-only checkpoints
@@ -95,8 +96,10 @@ def corrupt(
     tokens: list[int],
     mask: np.ndarray,
     sentinels: list[list[int]],
+    end: list[int],
 ) -> tuple[list[int], list[int], int]:
-    """(input ids, target ids, index in targets from which tokens are scored)."""
+    """(input ids, target ids, index in targets from which tokens are scored); the targets end
+    with ``end`` (EOS)."""
     inp: list[int] = []
     tgt: list[int] = []
     s = 0
@@ -112,7 +115,7 @@ def corrupt(
         else:
             inp.append(tokens[i])
             i += 1
-    tgt.extend(sentinels[s])
+    tgt.extend(end)
     return inp, tgt, len(sentinels[0])
 
 
@@ -126,11 +129,12 @@ def build_examples(
     per_tok = 1 + 2 * density / mean_span
     chunk = int((window - 4) / per_tok)
     if kind == "special":
-        chunk = min(chunk, int((n_special - 1.5) * mean_span / density))
+        chunk = min(chunk, int((n_special - 0.5) * mean_span / density))
     else:
         chunk = int(chunk / 2)  # textual sentinels cost several tokens each
     chunk = max(chunk, 4)
     pre = prefix_token_id(tokenizer)
+    end = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [pre]
     seqs: list[list[int]] = []
     starts: list[int] = []
     owner: list[int] = []
@@ -145,12 +149,12 @@ def build_examples(
             rng = np.random.default_rng([seed, d, c])
             mask = noise_mask(len(piece), density, mean_span, rng)
             n_spans = int(np.sum(mask[1:] & ~mask[:-1]) + mask[0])
-            if kind == "special" and n_spans + 1 > n_special:
+            if kind == "special" and n_spans > n_special:
                 half = len(piece) // 2
                 pending[:0] = [piece[:half], piece[half:]]
                 continue
-            sents, kind_now = sentinel_ids(tokenizer, n_spans + 1)
-            inp, tgt, skip = corrupt(piece, mask, sents)
+            sents, kind_now = sentinel_ids(tokenizer, n_spans)
+            inp, tgt, skip = corrupt(piece, mask, sents, end)
             seq = [pre] + inp + tgt
             if len(seq) > window:
                 half = len(piece) // 2

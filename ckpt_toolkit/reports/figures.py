@@ -199,11 +199,15 @@ def plot_curves(
     kw: dict[str, Any] = {"col": col, "col_wrap": col_wrap} if col else {}
     if col and data[col].nunique() < col_wrap:
         kw["col_wrap"] = max(1, data[col].nunique())
+    hue_order = sorted(data[hue].dropna().unique(), key=str)
+    palette = dict(zip(hue_order, sns.color_palette("colorblind", max(len(hue_order), 1))))
     g = sns.relplot(
         data=data,
         x=x,
         y=y,
         hue=hue,
+        hue_order=hue_order,
+        palette=palette,
         kind="line",
         marker="o",
         markersize=4,
@@ -216,7 +220,8 @@ def plot_curves(
     if errorbars and "stderr" in data and data["stderr"].notna().any():
         for key, ax in g.axes_dict.items() if col else [(None, g.ax)]:
             sub = data[data[col] == key] if col else data
-            for (_name, part), color in zip(sub.groupby(hue, sort=True), sns.color_palette()):
+            for name, part in sub.groupby(hue, sort=True):
+                color = palette[name]
                 part = part.dropna(subset=["stderr"])
                 if len(part):
                     ax.fill_between(

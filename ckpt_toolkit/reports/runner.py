@@ -199,6 +199,10 @@ def run_reports(
             p = dict(per[n])
             if store is not None and "store_path" in declared[n]:
                 p["store_path"] = str(Path(store).resolve())
+            if "interactive" in declared[n] and "interactive" not in p:
+                # batch execution has no widget front-end: live widgets only cost time (and
+                # nbclient can stall on their comm traffic); the notebook shows static views
+                p["interactive"] = False
             for k, v in s.items():
                 if k in declared[n] or len(selected) == 1:
                     p[k] = v

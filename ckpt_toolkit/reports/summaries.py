@@ -98,8 +98,11 @@ def stand_in_targets(table, preferred=(), k: int = 3) -> list[str]:  # noqa: ANN
     """Task-accuracy columns of a per-model table (``ext_acc:<task>`` / ``kshot_acc:<task>``) to
     stand in for fine-tuning targets: the ``preferred`` tasks that exist, else the ``k`` tasks
     whose accuracy varies most across the models (a flat task has no order to predict)."""
-    cols = [c for c in table.columns if c.startswith(_TASK_ACC)
-            and not c.split(":", 1)[1].startswith(_SKIP_TASKS)]
+    cols = [
+        c
+        for c in table.columns
+        if c.startswith(_TASK_ACC) and not c.split(":", 1)[1].startswith(_SKIP_TASKS)
+    ]
     chosen = [c for t in preferred for c in cols if c.split(":", 1)[1] == t]
     if chosen:
         return chosen
@@ -114,7 +117,8 @@ def stand_in_proxies(table, targets, k: int = 8) -> list[str]:  # noqa: ANN001
     tasks = {t.split(":", 1)[1] for t in targets}
     agg = [c for c in ("inv_ppl", "neg_bpb", "inv_sc_ppl") if c in table.columns]
     other = [
-        c for c in table.columns
+        c
+        for c in table.columns
         if c.startswith(_TASK_ACC + ("ext_inv_ppl:",))
         and c.split(":", 1)[1] not in tasks
         and not c.split(":", 1)[1].startswith(_SKIP_TASKS)

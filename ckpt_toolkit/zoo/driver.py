@@ -13,6 +13,7 @@ from ..errors import CkptError, ParameterError
 from ..executors import WorkUnit, get_executor
 from .parallel import ProcessExecutor
 from .presets import load_overrides, resolve_preset, resolve_variants
+from .train import _same as same_spec
 from .train import train_variant
 
 #: manifest columns, in order (architecture.md, "The zoo's output folder")
@@ -44,6 +45,13 @@ def prepare_world(cfg: dict[str, Any], seed: int, out: Path) -> Path:
         train_tokenizer(texts, out_dir=tok_dir, **cfg["tokenizer"])
         stamp_file.write_text(stamp)
     return world_dir
+
+
+def _cost(spec: dict[str, Any]) -> float:
+    """Rough training cost of a variant (tokens x per-token FLOPs) for scheduling."""
+    size = spec["size_config"]
+    per_token = size["layers"] * size["hidden"] * (4 * size["hidden"] + 3 * size["intermediate"])
+    return spec["steps"] * spec["batch_size"] * spec["seq_len"] * per_token
 
 
 def write_manifest(out: Path, rows: list[dict[str, Any]]) -> Path:
@@ -101,6 +109,8 @@ def train_zoo(
             {"preset": cfg["name"], "seed": seed, "config": cfg, "variants": specs}, indent=1
         )
     )
+    # longest first, so that side-by-side workers finish together
+    todo = sorted(todo, key=_cost, reverse=True)
     units = [
         WorkUnit(
             key=s["run"],
@@ -134,7 +144,7 @@ def train_zoo(
         f = out / "runs" / s["run"] / "rows.json"
         if f.is_file():
             done = json.loads(f.read_text())
-            if done.get("spec", {}).get("steps") == s["steps"]:
+            if same_spec(done.get("spec"), s):
                 rows.extend(done["rows"])
     manifest = write_manifest(out, rows)
     if not report.ok:

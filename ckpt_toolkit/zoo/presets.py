@@ -103,7 +103,7 @@ QUICK: dict[str, Any] = {
         # 256 positions: room for k-shot prompts (the model never sees positions beyond seq_len)
         "seq_len": 256,
         "batch_size": 16,
-        "steps": 150,
+        "steps": 200,
         "n_checkpoints": 8,
         "corpus_chars": 2_500_000,
     },

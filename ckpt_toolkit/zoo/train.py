@@ -234,10 +234,17 @@ def train_variant(spec: dict[str, Any], out_dir: str) -> list[dict[str, Any]]:
     state = _latest_state(run_dir) if spec.get("resume", True) else None
     start, rows, log, loss_tokens = 0, [], [], 0
     resumed = state is not None and _same(state.get("spec"), spec)
+    if not resumed:  # a fresh start: drop what an earlier, different run left here
+        for p in run_dir.iterdir():
+            if p.name.startswith(("checkpoint-", STATE_DIR)):
+                shutil.rmtree(p)
+            elif p.name in ("rows.json", "train_log.csv"):
+                p.unlink()
     if resumed:
         _load_weights(model, run_dir / f"checkpoint-{state['step']}")
         start, rows, log = state["step"], state["rows"], state["log"]
         loss_tokens = state["loss_tokens"]
+    recent: list[float] = [entry[2] for entry in log[-10:]]
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
@@ -262,7 +269,6 @@ def train_variant(spec: dict[str, Any], out_dir: str) -> list[dict[str, Any]]:
 
     autocast = spec.get("dtype", "float32") == "bf16"
     tokens_per_step = bsz * seq_len
-    recent: list[float] = []
     t0, c0 = time.perf_counter(), time.process_time()
     for step in range(start, total):
         batch = collate(windows.batch(step), np.random.default_rng([spec["seed"], step]))
@@ -280,7 +286,7 @@ def train_variant(spec: dict[str, Any], out_dir: str) -> list[dict[str, Any]]:
         loss_tokens += int((batch["labels"][:, 1:] != IGNORE).sum())
         recent = (recent + [loss])[-10:]
         done_steps = step + 1
-        log.append([done_steps, done_steps * tokens_per_step, round(loss, 5)])
+        log.append([done_steps, done_steps * tokens_per_step, loss])
         if done_steps in save_at:
             rel = f"runs/{run}/checkpoint-{done_steps}"
             rows.append(
