@@ -31,7 +31,10 @@ def test_smoke_zoo_finetune_then_pairwise(smoke_zoo, tmp_path):
     caps: dict[str, list[str]] = world["capabilities"]
     store = ResultsStore(tmp_path / "zoo.duckdb")
     t0 = time.perf_counter()
-    rep = run_finetune(smoke_zoo, store, checkpoints="final", progress=False)
+    # a shorter fine-tune than the default spec keeps the suite fast (the flow is what is tested)
+    rep = run_finetune(
+        smoke_zoo, store, checkpoints="final", spec={"max_steps": 20}, progress=False
+    )
     seconds = time.perf_counter() - t0
     finals = select_checkpoints(resolve_source(smoke_zoo), "final")
     assert rep.ok and len(rep.done) == len(finals) * len(caps)

@@ -80,6 +80,11 @@ def test_cli_on_csv(tmp_path):
         "flags.csv",
     ):
         assert (out / f).is_file()
+    # a store given for every command in a --config file yields to an explicit --table
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"store: {tmp_path / 'unused.duckdb'}\n")
+    args = ["--config", str(cfg), "pairwise", "--table", str(csv), "--targets", "sft:a"]
+    assert main(args + ["--splits", "2", "--n-boot", "5", "--out", str(tmp_path / "o2")]) == 0
     assert main(["pairwise", "--table", str(tmp_path / "nope.csv"), "--out", str(out)]) == 2
     assert main(["pairwise", "--table", str(csv), "--targets", "sft:zz", "--out", str(out)]) == 2
 

@@ -272,3 +272,26 @@ def test_textual_sentinels_without_special_tokens():
     s = seqs[0]
     assert any(s[i : i + len(marker)] == marker for i in range(len(s)))
     assert all(len(q) <= 128 and 1 < st < len(q) for q, st in zip(seqs, starts))
+
+
+def test_single_document_ppl_rows_use_token_level_stderr(lm):
+    from ckpt_toolkit.probes import ppl_rows
+    from ckpt_toolkit.probes.specs import DEFAULTS, ProbeSpec
+
+    model, tok = lm
+    text = "The capital of Avalon is Brill. The river Esk flows through Brill."
+    seq = [tok.bos_token_id] + tok.encode(text, add_special_tokens=False)
+    with torch.no_grad():
+        logits = model(torch.tensor([seq])).logits[0].double()
+    nll = F.cross_entropy(logits[:-1], torch.tensor(seq[1:]), reduction="none")
+    rows = {
+        r["metric"]: r
+        for r in ppl_rows(model, tok, ProbeSpec("ppl", "x", params=dict(DEFAULTS["ppl"])), [text])
+    }
+    assert rows["loss"]["value"] == pytest.approx(nll.mean().item(), rel=1e-5)
+    se = (nll.std(unbiased=True) / math.sqrt(len(nll))).item()
+    assert rows["loss"]["stderr"] == pytest.approx(se, rel=1e-4)
+    assert rows["loss"]["provenance"]["stderr_unit"] == "token"
+    assert rows["bpb"]["value"] == pytest.approx(
+        nll.sum().item() / math.log(2) / len(text.encode()), rel=1e-5
+    )

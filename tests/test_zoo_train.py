@@ -232,3 +232,18 @@ def test_cli_train_and_presets(tmp_path, capsys):
     assert (tmp_path / "w" / "world.json").is_file() and (tmp_path / "w" / "tasks").is_dir()
     assert main(["zoo", "train", "--preset", "nope", "--out", str(out)]) == 2
     assert main(argv + ["--runs", "nope", "-q"]) == 2
+
+
+@pytest.mark.slow
+def test_variants_side_by_side_in_worker_processes(tmp_path):
+    """workers=2 (what quick uses) trains in spawned processes: same weights as in-process."""
+    over = {"defaults": {"steps": 3, "n_checkpoints": 1}}
+    runs = ["clm-xs", "span-xs"]
+    a = train_zoo("smoke", tmp_path / "a", overrides=over, runs=runs, workers=2, progress=False)
+    b = train_zoo("smoke", tmp_path / "b", overrides=over, runs=runs, workers=1, progress=False)
+    rows = _rows(a)
+    assert [(r["run"], r["step"]) for r in rows] == [("clm-xs", "3"), ("span-xs", "3")]
+    assert rows == _rows(b)
+    for r in rows:
+        f = Path(r["path"]) / "model.safetensors"
+        assert (a.parent / f).read_bytes() == (b.parent / f).read_bytes()

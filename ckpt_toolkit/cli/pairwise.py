@@ -18,6 +18,7 @@ def _split(s: str | None) -> list[str] | None:
 
 
 def pairwise_cmd(
+    ctx: typer.Context,
     table: Path | None = typer.Option(
         None,
         "--table",
@@ -94,6 +95,11 @@ def pairwise_cmd(
     from ..analysis.pairwise import evaluate_pairwise, write_outputs
     from ..analysis.pairwise_store import model_table_from_store, summary_proxies, task_targets
 
+    if table is not None and store is not None:
+        # a store set for every command in a --config file yields to an explicit --table
+        source = ctx.get_parameter_source("store")
+        if getattr(source, "name", "") == "DEFAULT_MAP":
+            store = None
     if (table is None) == (store is None):
         raise ParameterError("give exactly one of --table or --store")
     target_list, proxy_list = _split(targets), _split(proxies)

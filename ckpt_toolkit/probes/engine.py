@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
@@ -646,6 +646,7 @@ class PerplexityResult:
     nll: list[float]
     tokens: list[int]
     bytes: list[int]
+    sq: list[float] = field(default_factory=list)  #: per document, Σ (token NLL)²
 
     @property
     def loss(self) -> float:
@@ -692,7 +693,9 @@ def perplexity(
     nlls = token_nll(model, tokenizer, seqs, starts, batch_size=batch_size)
     nll = [0.0] * len(texts)
     ntok = [0] * len(texts)
+    sq = [0.0] * len(texts)
     for d, t in zip(owner, nlls):
         nll[d] += float(t.sum())
         ntok[d] += int(t.numel())
-    return PerplexityResult(nll, ntok, [len(t.encode("utf-8")) for t in texts])
+        sq[d] += float((t * t).sum())
+    return PerplexityResult(nll, ntok, [len(t.encode("utf-8")) for t in texts], sq)

@@ -32,3 +32,14 @@ def ratio_stderr(num: Sequence[float], den: Sequence[float]) -> tuple[float, flo
         return r, None
     resid = sum((y - r * x) ** 2 for y, x in zip(num, den))
     return r, math.sqrt(resid / (n * (n - 1))) / (sx / n)
+
+
+def token_stderr(total: float, total_sq: float, n: int) -> float | None:
+    """Stderr of a mean over ``n`` token values from their sum and sum of squares — the fallback
+    for a single document, where document-level stderr is undefined (it ignores the correlation
+    between tokens of one document, so it is optimistic)."""
+    if n < 2:
+        return None
+    mean = total / n
+    var = max(0.0, (total_sq - n * mean * mean) / (n - 1))
+    return math.sqrt(var / n)

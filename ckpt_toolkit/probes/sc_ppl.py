@@ -31,7 +31,7 @@ import math
 import numpy as np
 
 from .engine import model_max_length, prefix_token_id, token_nll
-from .metrics import ratio_stderr
+from .metrics import ratio_stderr, token_stderr
 from .specs import ProbeSpec
 
 CAPABILITY = "language_modeling"
@@ -181,14 +181,21 @@ def sc_ppl_rows(
     nlls = token_nll(model, tokenizer, seqs, starts, batch_size=batch_size)
     nll = [0.0] * len(texts)
     ntok = [0] * len(texts)
+    sq = 0.0
     for d, t in zip(owner, nlls):
         nll[d] += float(t.sum())
         ntok[d] += int(t.numel())
+        sq += float((t * t).sum())
     used = [i for i in range(len(texts)) if ntok[i] > 0]
     loss, se = ratio_stderr([nll[i] for i in used], [ntok[i] for i in used])
+    stderr_unit = "document"
+    if se is None:  # one document: token-level stderr
+        stderr_unit = "token"
+        se = token_stderr(sum(nll), sq, sum(ntok))
     prov = {
         "window": window,
         "sentinels": kind,
+        "stderr_unit": stderr_unit,
         "documents": len(used),
         "sequences": len(seqs),
         "target_tokens": sum(ntok),
