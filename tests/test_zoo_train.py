@@ -247,3 +247,34 @@ def test_variants_side_by_side_in_worker_processes(tmp_path):
     for r in rows:
         f = Path(r["path"]) / "model.safetensors"
         assert (a.parent / f).read_bytes() == (b.parent / f).read_bytes()
+
+
+def _heldout_loss(folder: Path, texts: list[str]) -> float:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for t in texts:
+            ids = torch.tensor([[tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"]])
+            ids = ids[:, : model.config.max_position_embeddings]
+            out = model(input_ids=ids, labels=ids)
+            total += out.loss.item() * (ids.shape[1] - 1)
+            n += ids.shape[1] - 1
+    return total / n
+
+
+def test_mixture_changes_what_the_model_knows(smoke_zoo):
+    """A code-heavy mixture: lower held-out loss on code, higher on wiki, than the default."""
+    root = smoke_zoo.parent
+    last = {r["run"]: root / r["path"] for r in _rows(smoke_zoo)}
+
+    def heldout(domain: str) -> list[str]:
+        lines = (root / "world" / "heldout" / f"{domain}.jsonl").read_text().splitlines()
+        return [json.loads(x)["text"] for x in lines]
+
+    code, wiki = heldout("code"), heldout("wiki")
+    assert _heldout_loss(last["clm-xs-code"], code) < _heldout_loss(last["clm-xs"], code) - 0.2
+    assert _heldout_loss(last["clm-xs-code"], wiki) > _heldout_loss(last["clm-xs"], wiki) + 0.1

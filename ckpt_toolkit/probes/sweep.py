@@ -76,9 +76,14 @@ def build_specs(
     dtype: str,
     params: dict[str, dict[str, Any]] | None = None,
 ) -> list[ProbeSpec]:
-    """The probe specs for a checkpoint given its data (one per probe × domain/task × shots)."""
+    """The probe specs for a checkpoint given its data (one per probe × domain/task × shots).
+
+    A (task, k) that cannot run — fewer than k train items, or nothing to evaluate — is left out
+    with a warning naming it, so one small task does not fail every checkpoint of a sweep.
+    """
     params = params or {}
     specs: list[ProbeSpec] = []
+    skipped: list[str] = []
     for probe in probes:
         p = {**DEFAULTS[probe], **params.get(probe, {})}
         if probe in ("ppl", "sc_ppl"):
@@ -88,10 +93,22 @@ def build_specs(
                 )
         else:
             for task, items in sorted(data.tasks.items()):
+                n_train = sum(it.split == "train" for it in items)
+                n_eval = sum(it.split in ("test", "validation") for it in items)
                 for k in shots:
+                    if not n_eval:
+                        skipped.append(f"kshot {task} skipped: no test or validation items")
+                        continue
+                    if n_train < k:
+                        skipped.append(
+                            f"kshot {task} at {k} shots skipped: only {n_train} train items"
+                        )
+                        continue
                     specs.append(
                         ProbeSpec(probe, task, k, items_hash(items), limit, dtype, dict(p))
                     )
+    for msg in skipped:
+        warnings.warn(msg, stacklevel=3)
     return specs
 
 
