@@ -304,3 +304,18 @@ def test_zoo_source_defaults_to_world_tasks_and_heldout(tiny_checkpoint, probe_d
     assert set(df.task) == {"add", "succ", "wiki", "code"}
     assert set(df.tokens) == {5120}
     assert store.checkpoints().config.iloc[0]["objective"] == "clm"
+
+
+def test_too_few_train_items_skips_only_that_spec(tiny_checkpoint, probe_data, tmp_path):
+    store = ResultsStore(tmp_path / "few.duckdb")
+    with pytest.warns(UserWarning, match="kshot add at 7 shots skipped: only 6 train items"):
+        rep = run_probes(
+            str(tiny_checkpoint),
+            store,
+            probes="kshot",
+            tasks=probe_data["mc"],
+            shots=(0, 7),
+            progress=False,
+        )
+    assert rep.ok
+    assert set(store.to_pandas().shots) == {0}
