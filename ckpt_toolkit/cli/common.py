@@ -83,3 +83,41 @@ def load_cli_config(path: Path, root: Any) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node.setdefault(parts[-1], {}).update(values)
     return default_map
+
+
+# -- executor options shared by probe, finetune and zoo train ---------------------------------
+EXECUTOR_OPTION = typer.Option("local", "--executor", help="local (default) or ray.")
+ADDRESS_OPTION = typer.Option(
+    None,
+    "--address",
+    help="Ray cluster address (with --executor ray; default: RAY_ADDRESS or a local cluster).",
+)
+NUM_CPUS_OPTION = typer.Option(None, "--num-cpus", help="CPUs per Ray task (with --executor ray).")
+NUM_GPUS_OPTION = typer.Option(
+    None, "--num-gpus", help="GPUs per Ray task, fractions allowed (with --executor ray)."
+)
+MEMORY_OPTION = typer.Option(
+    None, "--memory", help="Memory per Ray task, e.g. 8GiB (with --executor ray)."
+)
+MAX_RETRIES_OPTION = typer.Option(
+    None, "--max-retries", help="Retries of a failed task before it is reported as failed."
+)
+
+
+def executor_options(
+    address: str | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    memory: str | None = None,
+    max_retries: int | None = None,
+) -> dict[str, Any]:
+    """The executor flags given on the command line (None = not given; get_executor checks
+    that Ray-only flags come with ``--executor ray``)."""
+    opts = dict(
+        address=address,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        memory=memory,
+        max_retries=max_retries,
+    )
+    return {k: v for k, v in opts.items() if v is not None}

@@ -12,8 +12,9 @@ from pathlib import Path
 import typer
 
 
-def run_demo(preset: str, zoo: Path, store: Path, reports: Path, seed: int = 0,
-             work: Path | None = None) -> dict[str, float]:
+def run_demo(
+    preset: str, zoo: Path, store: Path, reports: Path, seed: int = 0, work: Path | None = None
+) -> dict[str, float]:
     """Run every stage; returns the wall time of each stage in seconds."""
     from ..analysis import dynamics, pairwise
     from ..finetune import run_finetune
@@ -70,8 +71,9 @@ def register(app: typer.Typer) -> None:
     def demo(
         preset: str = typer.Option("quick", help="Zoo preset: smoke, quick or paper."),
         zoo: Path = typer.Option(Path("demo/zoo"), help="Where the zoo is trained."),
-        store: Path = typer.Option(Path("demo/results.duckdb"), "--store", "-s",
-                                   help="Results store."),
+        store: Path = typer.Option(
+            Path("demo/results.duckdb"), "--store", "-s", help="Results store."
+        ),
         reports: Path = typer.Option(Path("reports"), help="Where the HTML reports go."),
         seed: int = typer.Option(0, help="Seed of the world and the zoo."),
     ) -> None:

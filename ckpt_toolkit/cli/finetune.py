@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from .common import STORE_OPTION
+from .common import (
+    ADDRESS_OPTION,
+    EXECUTOR_OPTION,
+    MAX_RETRIES_OPTION,
+    MEMORY_OPTION,
+    NUM_CPUS_OPTION,
+    NUM_GPUS_OPTION,
+    STORE_OPTION,
+    executor_options,
+)
 
 
 def finetune_cmd(
@@ -34,7 +43,12 @@ def finetune_cmd(
         "--group-by",
         help="SFT task = a capability (its task files are datasets) or a task.",
     ),
-    executor: str = typer.Option("local", "--executor", help="local or ray."),
+    executor: str = EXECUTOR_OPTION,
+    address: str | None = ADDRESS_OPTION,
+    num_cpus: float | None = NUM_CPUS_OPTION,
+    num_gpus: float | None = NUM_GPUS_OPTION,
+    memory: str | None = MEMORY_OPTION,
+    max_retries: int | None = MAX_RETRIES_OPTION,
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     threads: int | None = typer.Option(
         None, "--threads", help="torch CPU threads for the local executor (default: torch's)."
@@ -55,6 +69,7 @@ def finetune_cmd(
         spec=spec,
         checkpoints=checkpoints,
         executor=executor,
+        executor_options=executor_options(address, num_cpus, num_gpus, memory, max_retries),
         progress=progress,
         only=[s.strip() for s in only.split(",") if s.strip()] if only else None,
         group_by=group_by,

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from .common import STORE_OPTION
+from .common import (
+    ADDRESS_OPTION,
+    EXECUTOR_OPTION,
+    MAX_RETRIES_OPTION,
+    MEMORY_OPTION,
+    NUM_CPUS_OPTION,
+    NUM_GPUS_OPTION,
+    STORE_OPTION,
+    executor_options,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -40,10 +49,12 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
         device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
         store: Path = STORE_OPTION,
-        executor: str = typer.Option("local", "--executor", help="local or ray."),
-        address: str | None = typer.Option(
-            None, "--address", help="Ray cluster address (with --executor ray)."
-        ),
+        executor: str = EXECUTOR_OPTION,
+        address: str | None = ADDRESS_OPTION,
+        num_cpus: float | None = NUM_CPUS_OPTION,
+        num_gpus: float | None = NUM_GPUS_OPTION,
+        memory: str | None = MEMORY_OPTION,
+        max_retries: int | None = MAX_RETRIES_OPTION,
         tokens_per_step: str | None = typer.Option(
             None, "--tokens-per-step", help="N, or run=N,run2=M: tokens seen = step x N."
         ),
@@ -63,9 +74,7 @@ def register(app: typer.Typer) -> None:
             params["sc_ppl"] = {"window": window}
         if stride:
             params.setdefault("ppl", {})["stride"] = stride
-        options: dict = {}
-        if executor == "ray" and address:
-            options["address"] = address
+        options = executor_options(address, num_cpus, num_gpus, memory, max_retries)
         report = run_probes(
             src,
             store,
