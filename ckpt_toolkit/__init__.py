@@ -16,5 +16,12 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'ckpt_toolkit' has no attribute {name!r}")
 
 
-__all__ = ["CheckpointRef", "ResultsStore", "fingerprint", "load_checkpoint", "open_store",
-           "resolve_source", "__version__"]
+__all__ = [
+    "CheckpointRef",
+    "ResultsStore",
+    "fingerprint",
+    "load_checkpoint",
+    "open_store",
+    "resolve_source",
+    "__version__",
+]

@@ -9,7 +9,6 @@ modelling. Scores are normalised against chance, ``(s − chance) / (1 − chanc
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import json
 import math
@@ -18,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from ..errors import ParameterError
+from ..yamlfiles import deep_merge, read_yaml_mapping
 
 DEFAULT_TAXONOMY_PATH = Path(__file__).with_name("taxonomy.yaml")
 UNKNOWN_CATEGORY = "other"
@@ -127,26 +126,8 @@ class Taxonomy:
         return metric.split(",")[0] in self.lower_is_better
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, val in over.items():
-        if isinstance(val, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], val)
-        else:
-            out[key] = copy.deepcopy(val)
-    return out
-
-
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ParameterError(f"taxonomy file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ParameterError(f"taxonomy file {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ParameterError(f"taxonomy file {path} must hold a mapping")
-    return data
+    return read_yaml_mapping(path, "taxonomy file")
 
 
 def load_taxonomy(path: str | Path | None = None, extra: dict[str, Any] | None = None) -> Taxonomy:
@@ -161,10 +142,10 @@ def load_taxonomy(path: str | Path | None = None, extra: dict[str, Any] | None =
     data = _read_yaml(DEFAULT_TAXONOMY_PATH)
     source = str(DEFAULT_TAXONOMY_PATH)
     if path is not None:
-        data = _merge(data, _read_yaml(Path(path)))
+        data = deep_merge(data, _read_yaml(Path(path)))
         source = str(path)
     if extra:
-        data = _merge(data, extra)
+        data = deep_merge(data, extra)
     return Taxonomy.from_dict(data, source)
 
 

@@ -6,6 +6,16 @@ from pathlib import Path
 
 import typer
 
+from .common import (
+    ADDRESS_OPTION,
+    EXECUTOR_OPTION,
+    MAX_RETRIES_OPTION,
+    MEMORY_OPTION,
+    NUM_CPUS_OPTION,
+    NUM_GPUS_OPTION,
+    executor_options,
+)
+
 zoo_app = typer.Typer(
     help="Pretrain a zoo of small models on the built-in world (checkpoints + manifest).",
     no_args_is_help=True,
@@ -22,7 +32,12 @@ def train(
         help="YAML file merged into the preset (world, defaults, variants, ...).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the world, data order and initialization."),
-    executor: str = typer.Option("local", "--executor", help="local or ray."),
+    executor: str = EXECUTOR_OPTION,
+    address: str | None = ADDRESS_OPTION,
+    num_cpus: float | None = NUM_CPUS_OPTION,
+    num_gpus: float | None = NUM_GPUS_OPTION,
+    memory: str | None = MEMORY_OPTION,
+    max_retries: int | None = MAX_RETRIES_OPTION,
     runs: str | None = typer.Option(
         None, "--runs", help="Comma-separated variant names to train (default: all)."
     ),
@@ -43,6 +58,7 @@ def train(
         progress=not quiet,
         runs=[r.strip() for r in runs.split(",") if r.strip()] if runs else None,
         workers=workers,
+        executor_options=executor_options(address, num_cpus, num_gpus, memory, max_retries),
     )
     typer.echo(str(manifest))
 

@@ -10,6 +10,7 @@ import yaml
 
 from ..errors import ParameterError
 from ..specs import spec_hash
+from ..yamlfiles import read_yaml_mapping
 
 DEFAULT_SPEC_FILE = "default_spec.yaml"
 
@@ -52,14 +53,7 @@ def load_spec(spec: str | Path | dict[str, Any] | None = None) -> dict[str, Any]
     if isinstance(spec, (str, Path)):
         path = Path(spec)
         where = str(path)
-        if not path.is_file():
-            raise ParameterError(f"fine-tuning spec not found: {path}")
-        try:
-            over = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ParameterError(f"fine-tuning spec {path} is not valid YAML: {exc}") from None
-        if not isinstance(over, dict):
-            raise ParameterError(f"fine-tuning spec {path} must be a mapping of keys to values")
+        over = read_yaml_mapping(path, "fine-tuning spec")
     else:
         over = dict(spec)
     for key, val in over.items():

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from ..analysis.taxonomy import Taxonomy, load_taxonomy
 from ..errors import ImportFormatError
 from ..specs import spec_hash
 from ..store import ResultsStore
+from ..yamlfiles import read_yaml_mapping
 from .common import ImportReport, as_number, checkpoint_name, parse_size, parse_step
 
 PROBE = "import"
@@ -71,14 +71,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 def load_mapping(path: str | Path) -> dict[str, Any]:
     """Read and check a wide-CSV mapping YAML; raises :class:`ImportFormatError` naming the key."""
     p = Path(path)
-    if not p.is_file():
-        raise ImportFormatError(f"mapping file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ImportFormatError(f"mapping {p} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ImportFormatError(f"mapping {p} must be a YAML mapping")
+    data = read_yaml_mapping(p, "mapping file", ImportFormatError)
     unknown = set(data) - MAPPING_KEYS
     if unknown:
         raise ImportFormatError(

@@ -76,6 +76,7 @@ def train_zoo(
     progress: bool = True,
     runs: list[str] | None = None,
     workers: int | None = None,
+    executor_options: dict[str, Any] | None = None,
 ) -> Path:
     """Pretrain a zoo of small models on the built-in world; returns ``DIR/manifest.csv``.
 
@@ -132,7 +133,9 @@ def train_zoo(
             min(n_workers, len(units)), progress=progress, desc=f"zoo {cfg['name']}"
         )
     else:
-        ex = get_executor(executor, progress=progress, desc=f"zoo {cfg['name']}")
+        ex = get_executor(
+            executor, progress=progress, desc=f"zoo {cfg['name']}", **(executor_options or {})
+        )
     report = ex.run(units, lambda unit, rows: results.__setitem__(unit.key, rows))
 
     # the manifest lists every finished variant of this config found in DIR
