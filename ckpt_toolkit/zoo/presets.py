@@ -22,10 +22,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import ParameterError
 from ..world import DEFAULT_WEIGHTS, normalize_weights
+from ..yamlfiles import deep_merge, read_yaml_mapping
 from .objectives import OBJECTIVES
 
 MIXTURES: dict[str, dict[str, float]] = {
@@ -192,27 +191,12 @@ TOP_KEYS = {
 
 
 def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
+    return deep_merge(base, over)
 
 
 def load_overrides(path: str | Path) -> dict[str, Any]:
     """Read a YAML overrides file (a mapping of preset keys)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ParameterError(f"overrides file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ParameterError(f"overrides file {p} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ParameterError(f"overrides file {p} must hold a mapping")
-    return data
+    return read_yaml_mapping(path, "overrides file")
 
 
 def resolve_preset(preset: str | dict[str, Any], overrides: dict[str, Any] | None = None) -> dict:
