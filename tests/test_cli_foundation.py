@@ -93,3 +93,15 @@ def test_config_file_unknown_key_is_an_error(tmp_path, capsys):
     cfg.write_text("export:\n  colour: red\n")
     assert main(["--config", str(cfg), "export", "--out", "x.csv"]) == 2
     assert "'export' has no option 'colour'" in capsys.readouterr().err
+
+
+def test_config_file_missing_or_malformed(tmp_path, capsys):
+    assert main(["--config", str(tmp_path / "none.yaml"), "export", "--out", "x.csv"]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("store: [unclosed\n")
+    assert main(["--config", str(bad), "export", "--out", "x.csv"]) == 2
+    assert "is not valid YAML" in capsys.readouterr().err
+    bad.write_text("- a\n- b\n")
+    assert main(["--config", str(bad), "export", "--out", "x.csv"]) == 2
+    assert "must hold a mapping" in capsys.readouterr().err

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
 from ..errors import ParameterError
 from ..store import DEFAULT_STORE
+from ..yamlfiles import read_yaml_mapping
 
 #: The common ``--store`` option; every command that reads or writes results uses it.
 STORE_OPTION = typer.Option(
@@ -26,14 +26,7 @@ def load_cli_config(path: Path, root: Any) -> dict[str, Any]:
 
     Unknown keys are errors, so a typo never silently falls back to a default.
     """
-    if not path.is_file():
-        raise ParameterError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ParameterError(f"config file {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ParameterError(f"config file {path} must hold a mapping of option names to values")
+    data = read_yaml_mapping(path, "config file")
 
     # every leaf command, by its space-separated path ("zoo train", "probe")
     leaves: dict[str, Any] = {}
