@@ -22,6 +22,7 @@ One item per line::
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -115,21 +116,25 @@ def _parse_item(raw: object, path: Path, lineno: int, default_task: str) -> Task
     )
 
 
-def load_task_file(path: str | Path) -> list[TaskItem]:
-    """Read and validate one task JSONL file; raises :class:`TaskFileError` naming the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise TaskFileError(f"task file not found: {path}")
-    items: list[TaskItem] = []
+def iter_jsonl(path: Path) -> Iterator[tuple[int, object]]:
+    """(line number, parsed object) for every non-blank line of a JSONL file; invalid JSON
+    raises :class:`TaskFileError` naming the file and line."""
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
-                raw = json.loads(line)
+                yield lineno, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise TaskFileError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-            items.append(_parse_item(raw, path, lineno, path.stem))
+
+
+def load_task_file(path: str | Path) -> list[TaskItem]:
+    """Read and validate one task JSONL file; raises :class:`TaskFileError` naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise TaskFileError(f"task file not found: {path}")
+    items = [_parse_item(raw, path, lineno, path.stem) for lineno, raw in iter_jsonl(path)]
     if not items:
         raise TaskFileError(f"task file {path} holds no items")
     ids = [it.id for it in items]

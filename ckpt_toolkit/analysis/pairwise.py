@@ -696,16 +696,9 @@ def _aggregate_splits(recs: pd.DataFrame, classifier: str) -> tuple[pd.DataFrame
 def _aggregate_gaps(gap_recs, edges, splits, clean, targets, proxies, credits) -> pd.DataFrame:
     cols = ["target", "method", "quantile", "gap_low", "gap_high", "accuracy", "n_pairs", "pairs"]
     if gap_recs:
-        g = pd.DataFrame(gap_recs, columns=["target", "method", "bin", "credit", "keep"])
-        g = g[g["keep"].astype(bool)]
-        agg = (
-            g.groupby(["target", "method", "bin"])
-            .agg(accuracy=("credit", "mean"), n_pairs=("credit", "size"))
-            .reset_index()
-        )
-        agg["pairs"] = "test pairs pooled over splits"
+        rows, pairs = gap_recs, "test pairs pooled over splits"
     else:  # too few models for splits: proxies over all pairs of the pool
-        rows = []
+        rows, pairs = [], "all pairs"
         for t in targets:
             tv = clean[t].to_numpy(dtype=float)
             ii, jj = np.triu_indices(len(tv), 1)
@@ -715,14 +708,14 @@ def _aggregate_gaps(gap_recs, edges, splits, clean, targets, proxies, credits) -
                 rows += [
                     (t, f"proxy:{p}", bi, c, m) for bi, c, m in zip(b, credit[ii, jj], mask[ii, jj])
                 ]
-        g = pd.DataFrame(rows, columns=["target", "method", "bin", "credit", "keep"])
-        g = g[g["keep"].astype(bool)]
-        agg = (
-            g.groupby(["target", "method", "bin"])
-            .agg(accuracy=("credit", "mean"), n_pairs=("credit", "size"))
-            .reset_index()
-        )
-        agg["pairs"] = "all pairs"
+    g = pd.DataFrame(rows, columns=["target", "method", "bin", "credit", "keep"])
+    g = g[g["keep"].astype(bool)]
+    agg = (
+        g.groupby(["target", "method", "bin"])
+        .agg(accuracy=("credit", "mean"), n_pairs=("credit", "size"))
+        .reset_index()
+    )
+    agg["pairs"] = pairs
     agg["quantile"] = agg["bin"].astype(int) + 1
     agg["gap_low"] = [edges[t][b] for t, b in zip(agg["target"], agg["bin"])]
     agg["gap_high"] = [

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 
 from ..errors import TaskFileError
 from ..specs import canonical_json
-from ..tasks import TaskItem, load_tasks
+from ..tasks import TaskItem, iter_jsonl, load_tasks
 
 
 def _files(paths: str | Path | list[str | Path], what: str) -> list[Path]:
@@ -40,19 +39,10 @@ def load_heldout(paths: str | Path | list[str | Path]) -> dict[str, list[str]]:
         if f.suffix == ".txt":
             docs = re.split(r"\n\s*\n", f.read_text(encoding="utf-8"))
         else:
-            with f.open(encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise TaskFileError(f"{f}:{lineno}: invalid JSON ({exc.msg})") from None
-                    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                        raise TaskFileError(
-                            f"{f}:{lineno}: expected an object with a 'text' string"
-                        )
-                    docs.append(obj["text"])
+            for lineno, obj in iter_jsonl(f):
+                if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                    raise TaskFileError(f"{f}:{lineno}: expected an object with a 'text' string")
+                docs.append(obj["text"])
         docs = [d for d in docs if d.strip()]
         if not docs:
             raise TaskFileError(f"held-out file {f} holds no text")
