@@ -41,7 +41,7 @@ class ProbeSpec:
         return f"{self.probe}/{self.task}/{self.shots}shot"
 
 
-#: default parameters of each probe (documented in docs/readme/probes.md)
+#: default parameters of each probe (documented in docs/probes.md)
 DEFAULTS: dict[str, dict[str, Any]] = {
     "ppl": {"window": None, "stride": None},
     "sc_ppl": {"noise_density": 0.15, "mean_span": 3.0, "seed": 0, "window": None},
