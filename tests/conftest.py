@@ -15,8 +15,31 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from helpers import make_tiny_checkpoint, make_tokenizer  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-PYTHIA_EVALS = SHARED / "data" / "pythia-evals"
+#: compact derived copy of EleutherAI's public Pythia evals (see tests/data/README.md)
+PYTHIA_PARQUET = Path(__file__).parent / "data" / "pythia_evals.parquet"
+
+
+def write_pythia_evals(root: Path) -> Path:
+    """Rebuild the lm-eval JSON tree ``pythia-<size>/zero-shot/<size>_step<N>.json`` from the
+    committed Parquet subset (values exact), so importers read the real published layout."""
+    import json
+
+    import pandas as pd
+
+    df = pd.read_parquet(PYTHIA_PARQUET)
+    for (size, step), g in df.groupby(["size", "step"], observed=True, sort=True):
+        results: dict = {}
+        versions: dict = {}
+        for task, metric, value, version in g[["task", "metric", "value", "version"]].itertuples(
+            index=False
+        ):
+            results.setdefault(task, {})[metric] = value
+            versions[task] = int(version)
+        doc = {"results": results, "versions": versions, "config": json.loads(g["config"].iloc[0])}
+        out = root / f"pythia-{size}" / "zero-shot" / f"{size}_step{step}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=1))
+    return root
 
 
 @pytest.fixture(scope="session")
@@ -32,11 +55,10 @@ def tiny_checkpoint(tmp_path_factory, tiny_tokenizer) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pythia_evals() -> Path:
-    """../shared/data/pythia-evals (real lm-eval output); skips cleanly where absent."""
-    if not PYTHIA_EVALS.is_dir():
-        pytest.skip(f"real Pythia eval data not found at {PYTHIA_EVALS}")
-    return PYTHIA_EVALS
+def pythia_evals(tmp_path_factory) -> Path:
+    """Real lm-eval output for four Pythia sizes x 27 checkpoints, as JSON files in lm-eval's
+    old layout, rebuilt from the committed subset in tests/data/."""
+    return write_pythia_evals(tmp_path_factory.mktemp("pythia-evals"))
 
 
 @pytest.fixture(scope="session")

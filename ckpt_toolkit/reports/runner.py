@@ -66,8 +66,9 @@ class ReportResult:
 
 
 def notebooks_dir(override: str | Path | None = None) -> Path:
-    """The folder holding the report notebooks: ``override``, ``$CKPT_NOTEBOOKS``, or the
-    repository's ``notebooks/`` next to the installed ``ckpt_toolkit`` package."""
+    """The folder holding the report notebooks: ``override``, ``$CKPT_NOTEBOOKS``, the copy
+    shipped inside the installed package (``pip install .``: ``ckpt_toolkit/notebooks``, see
+    setup.py), or the repository's top-level ``notebooks/`` (editable install)."""
     import ckpt_toolkit
 
     candidates = []
@@ -77,7 +78,9 @@ def notebooks_dir(override: str | Path | None = None) -> Path:
         candidates.append(Path(os.environ["CKPT_NOTEBOOKS"]))
     else:
         pkg = Path(ckpt_toolkit.__file__).resolve().parent
-        candidates += [pkg.parent / "notebooks", pkg / "notebooks", Path.cwd() / "notebooks"]
+        candidates.append(pkg / "notebooks")
+        if (pkg.parent / "pyproject.toml").is_file():  # a checkout of this repository
+            candidates.append(pkg.parent / "notebooks")
     for c in candidates:
         if c.is_dir() and any(c.glob("*.ipynb")):
             return c
