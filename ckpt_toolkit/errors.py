@@ -30,6 +30,19 @@ class StoreError(CkptError):
     """The results store cannot be opened or a row is malformed."""
 
 
+class StoreLockedError(StoreError):
+    """Another process held the results store's lock for longer than the lock timeout.
+
+    ``holder`` names it (``PID 123 (/usr/bin/python3)`` when DuckDB says); ``kept`` is the file
+    in ``<store>.pending/`` holding the rows of the write that could not land, if any.
+    """
+
+    def __init__(self, message: str, holder: str = "another process", kept: object = None):
+        super().__init__(message)
+        self.holder = holder
+        self.kept = kept
+
+
 class TaskFileError(CkptError):
     """A task JSONL file violates the documented schema."""
 

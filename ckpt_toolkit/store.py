@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import time
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +21,14 @@ import pandas as pd
 
 from . import __version__
 from .errors import StoreError
+from .store_files import (
+    check_export_target,
+    connect_duckdb,
+    lock_timeout_s,
+    make_parent,
+    replay_pending,
+    spill_when_locked,
+)
 
 DEFAULT_STORE = "ckpt_results.duckdb"
 
@@ -123,39 +131,46 @@ def normalize_row(row: Mapping[str, Any], index: int = 0) -> dict[str, Any]:
 class ResultsStore:
     """A DuckDB file holding the ``measurements`` and ``checkpoints`` tables.
 
+    ``lock_timeout``: seconds every call waits while another process holds the file (default
+    ``$CKPT_STORE_LOCK_TIMEOUT`` or 600); a file that is not a DuckDB database fails at once.
+
     >>> store = ResultsStore("results.duckdb")
     >>> store.upsert([{"checkpoint": "run@step10", "probe": "ppl", "task": "wiki",
     ...                "metric": "ppl", "value": 12.3}])
     >>> df = store.to_pandas(probe="ppl")
     """
 
-    def __init__(self, path: str | Path = DEFAULT_STORE, *, read_only: bool = False):
+    def __init__(
+        self,
+        path: str | Path = DEFAULT_STORE,
+        *,
+        read_only: bool = False,
+        lock_timeout: float | None = None,
+    ):
         self.path = Path(path)
         self.read_only = read_only
+        #: seconds to wait for another process's lock before giving up (see lock_timeout_s)
+        self.lock_timeout = lock_timeout_s() if lock_timeout is None else float(lock_timeout)
+        if self.path.is_dir():
+            raise StoreError(f"results store {self.path} is a folder, not a DuckDB file")
         if read_only and not self.path.exists():
             raise StoreError(f"results store not found: {self.path}")
-        if not read_only:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if read_only:
+            with self._connect():  # a file that is not DuckDB fails here, naming it
+                pass
+        else:
+            make_parent(self.path)
             with self._connect() as con:
                 self._create(con)
+            replay_pending(self)
 
     # -- connection -------------------------------------------------------------------
     @contextlib.contextmanager
-    def _connect(self, retries: int = 50) -> Iterator[Any]:
-        import duckdb
-
-        last: Exception | None = None
-        for attempt in range(retries):
-            try:
-                con = duckdb.connect(str(self.path), read_only=self.read_only)
-                break
-            except duckdb.IOException as exc:  # another process holds the write lock
-                last = exc
-                time.sleep(min(0.05 * (attempt + 1), 0.5))
-            except duckdb.Error as exc:
-                raise StoreError(f"cannot open results store {self.path}: {exc}") from None
-        else:
-            raise StoreError(f"results store {self.path} is locked by another process: {last}")
+    def _connect(self) -> Iterator[Any]:
+        """A connection to the file; waits (with a message on stderr) while another process
+        holds DuckDB's lock, up to ``self.lock_timeout`` seconds, then raises
+        :class:`StoreLockedError` naming the holder."""
+        con = connect_duckdb(self.path, read_only=self.read_only, timeout=self.lock_timeout)
         try:
             yield con
         finally:
@@ -171,6 +186,7 @@ class ResultsStore:
         con.execute(f"CREATE TABLE IF NOT EXISTS checkpoints ({cols})")
 
     # -- writes -----------------------------------------------------------------------
+    @spill_when_locked
     def upsert(
         self,
         rows: Iterable[Mapping[str, Any]] | pd.DataFrame,
@@ -179,6 +195,9 @@ class ResultsStore:
         """Insert or replace rows (and optional checkpoint metadata) in one transaction.
 
         Returns the number of measurement rows written. Either every row lands or none does.
+        While another process holds the file this waits (see ``lock_timeout``); if the lock
+        never frees, the rows are kept in ``<store>.pending/`` and written at the next writable
+        open, and :class:`~ckpt_toolkit.errors.StoreLockedError` says where they are.
         """
         if self.read_only:
             raise StoreError(f"results store {self.path} is open read-only")
@@ -296,20 +315,33 @@ class ResultsStore:
 
     # -- export -----------------------------------------------------------------------
     def export(self, out: str | Path, format: str | None = None) -> Path:
-        """Write the tidy table to CSV or Parquet (format from ``format`` or the suffix)."""
+        """Write the tidy table to CSV or Parquet (format from ``format`` or the suffix).
+
+        Refuses to write onto the store itself (also via a symlink) or any other DuckDB file;
+        the file is written beside ``out`` and renamed, so a failed export leaves ``out`` as it
+        was.
+        """
         out = Path(out)
         fmt = (format or out.suffix.lstrip(".")).lower()
         if fmt not in ("csv", "parquet"):
-            raise StoreError(f"export format must be csv or parquet, not {fmt!r}")
-        out.parent.mkdir(parents=True, exist_ok=True)
+            raise StoreError(f"export format must be csv or parquet, not {fmt!r} (file {out})")
+        check_export_target(out, self.path)
+        make_parent(out, "export file")
         df = self.to_pandas()
-        if fmt == "csv":
-            df.to_csv(out, index=False)
-        else:
-            df.to_parquet(out, index=False)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        try:
+            if fmt == "csv":
+                df.to_csv(tmp, index=False)
+            else:
+                df.to_parquet(tmp, index=False)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
         return out
 
 
-def open_store(path: str | Path = DEFAULT_STORE, read_only: bool = False) -> ResultsStore:
+def open_store(
+    path: str | Path = DEFAULT_STORE, read_only: bool = False, lock_timeout: float | None = None
+) -> ResultsStore:
     """Open (creating if needed) the results store at ``path``."""
-    return ResultsStore(path, read_only=read_only)
+    return ResultsStore(path, read_only=read_only, lock_timeout=lock_timeout)
