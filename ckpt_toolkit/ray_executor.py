@@ -22,69 +22,38 @@ cluster install the package on every node, or pass
 from __future__ import annotations
 
 import os
+import signal
 import socket
-import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from .errors import ParameterError
-from .executors import SweepReport, WorkUnit
+from .executors import (
+    Executor,
+    ExecutorOptions,
+    SweepReport,
+    WorkUnit,
+    call_unit,
+    parse_memory,
+)
+from .threads import apply_threads
+
+__all__ = ["RayExecutor", "RayUnavailableError", "execute_unit", "parse_memory"]
+
+#: seconds a task may overrun ``--timeout`` (its SIGALRM timer fires first) before it is killed
+KILL_GRACE_S = 10.0
 
 INSTALL_HINT = "pip install ckpt_toolkit[ray]"
 
 #: resource keys a unit (or the executor) may set, passed to ``ray.remote(...).options``
 RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory", "resources", "accelerator_type")
 
-_MEMORY_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 10**3,
-    "kb": 10**3,
-    "m": 10**6,
-    "mb": 10**6,
-    "g": 10**9,
-    "gb": 10**9,
-    "t": 10**12,
-    "tb": 10**12,
-    "ki": 2**10,
-    "kib": 2**10,
-    "mi": 2**20,
-    "mib": 2**20,
-    "gi": 2**30,
-    "gib": 2**30,
-    "ti": 2**40,
-    "tib": 2**40,
-}
-
 
 class RayUnavailableError(ParameterError):
     """Ray is not installed, or the Ray cluster at the given address cannot be reached."""
-
-
-def parse_memory(value: int | float | str | None, what: str = "memory") -> int | None:
-    """Bytes from ``4000000000``, ``"4GB"``, ``"4 GiB"`` or ``"512MiB"`` (``None`` stays None)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ParameterError(f"{what}: expected bytes or a size like '4GiB', got {value!r}")
-    if isinstance(value, (int, float)):
-        if value <= 0:
-            raise ParameterError(f"{what} must be positive, got {value!r}")
-        return int(value)
-    text = str(value).strip().lower().replace(" ", "")
-    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = text[len(number) :]
-    try:
-        amount = float(number)
-    except ValueError:
-        amount = float("nan")
-    if unit not in _MEMORY_UNITS or not amount > 0:
-        raise ParameterError(
-            f"{what}: cannot read {value!r} as a size; use bytes or e.g. '4GB', '4GiB', '512MiB'"
-        )
-    return int(amount * _MEMORY_UNITS[unit])
 
 
 def _import_ray() -> Any:
@@ -98,28 +67,36 @@ def _import_ray() -> Any:
     return ray
 
 
-def _set_threads(num_cpus: float | int | None) -> int:
-    """Make torch use as many threads as the task was given CPUs (at least 1).
+def _watchdog(timeout: float) -> threading.Event:
+    """Kill this worker process if the unit overruns ``timeout`` + grace (a native call that
+    never returns to Python, where the SIGALRM timer cannot interrupt it); Ray retries it."""
+    done = threading.Event()
 
-    A worker that already imported torch (an earlier task) is set directly; otherwise
-    ``OMP_NUM_THREADS`` is what torch reads when the unit imports it, so a unit that never
-    touches torch does not pay for importing it.
-    """
-    threads = max(1, int(num_cpus or 1))
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    torch = sys.modules.get("torch")
-    if torch is not None and hasattr(torch, "set_num_threads"):
-        torch.set_num_threads(threads)
-    return threads
+    def watch() -> None:
+        if not done.wait(timeout + KILL_GRACE_S):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True, name="ckpt-unit-watchdog").start()
+    return done
 
 
 def execute_unit(
-    fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any], num_cpus: float | None
+    fn: Callable[..., Any],
+    args: tuple,
+    kwargs: dict[str, Any],
+    threads: float | None,
+    timeout: float | None = None,
+    key: str = "unit",
 ) -> Any:
-    """The body of every Ray task: set torch's threads to the task's CPUs, then run the unit."""
-    _set_threads(num_cpus)
-    return fn(*args, **kwargs)
+    """The body of every Ray task: set torch's threads (``--threads``, else the task's CPUs),
+    then run the unit within ``timeout`` seconds."""
+    apply_threads(max(1, int(threads or 1)))
+    done = _watchdog(timeout) if timeout else None
+    try:
+        return call_unit(fn, args, kwargs, timeout, key)
+    finally:
+        if done is not None:
+            done.set()
 
 
 def _address_host_port(address: str) -> tuple[str, int] | None:
@@ -136,7 +113,7 @@ def _address_host_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-class RayExecutor:
+class RayExecutor(Executor):
     """Runs units as Ray tasks and hands their rows to ``on_result`` in the driver.
 
     Parameters
@@ -146,14 +123,18 @@ class RayExecutor:
         ``auto``); default ``$RAY_ADDRESS``, else a Ray session already initialized in this
         process, else a new local cluster on this machine.
     max_retries:
-        Extra attempts per unit, for crashed workers and Python exceptions alike.
+        Extra attempts per unit (default 2), for crashed workers, timeouts and Python exceptions.
+    timeout:
+        Seconds per attempt; an attempt that runs longer fails (and is retried).
     num_cpus, num_gpus, memory:
         Resources of every task (``memory`` in bytes or like ``"8GiB"``). A value given here is
         what the user asked for and wins; one left at ``None`` comes from the sweep's
-        ``unit.resources`` (e.g. one GPU per unit when a probe sweep runs with ``device="cuda"``),
-        else Ray's defaults (1 CPU, no GPU, no memory reservation). So ``num_gpus=0.25`` packs
-        four units on a GPU whatever the sweep proposed. Torch in a worker uses ``num_cpus``
-        threads.
+        ``unit.resources``, else from the unit's device by the GPU rule
+        (:func:`~ckpt_toolkit.executors.gpus_for_device`: ``cuda`` asks for one GPU, ``auto``
+        for one when the cluster has any), else Ray's defaults (1 CPU, no memory reservation).
+        So ``num_gpus=0.25`` packs four units on a GPU whatever the sweep proposed.
+    threads:
+        Torch threads in each task (default: the task's ``num_cpus``).
     progress:
         Show a tqdm bar on the driver.
     init_kwargs:
@@ -166,11 +147,12 @@ class RayExecutor:
     """
 
     name = "ray"
+    default_retries = 2
 
     def __init__(
         self,
         address: str | None = None,
-        max_retries: int = 2,
+        max_retries: int | None = None,
         num_cpus: float | None = None,
         num_gpus: float | None = None,
         memory: int | str | None = None,
@@ -178,27 +160,46 @@ class RayExecutor:
         init_kwargs: Mapping[str, Any] | None = None,
         desc: str = "sweep",
         check_resources: bool = True,
+        options: ExecutorOptions | None = None,
+        timeout: float | None = None,
+        threads: int | str | None = None,
     ):
         _import_ray()  # fail early, with the install hint
-        if max_retries is None:
-            max_retries = 2
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ParameterError(f"max_retries must be an integer >= 0, got {max_retries!r}")
-        for what, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
-            if value is not None and not ok:
-                raise ParameterError(f"{what} must be a number >= 0, got {value!r}")
-        self.address = address or os.environ.get("RAY_ADDRESS") or None
-        self.max_retries = int(max_retries)
-        self.num_cpus = num_cpus
-        self.num_gpus = num_gpus
-        self.memory = parse_memory(memory)
-        self.progress = progress
+        if options is None:
+            options = ExecutorOptions(
+                max_retries=max_retries,
+                timeout=timeout,
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                memory=memory,
+                address=address,
+                threads=threads,
+            )
+        super().__init__(options, progress, desc)
+        self.address = options.address or os.environ.get("RAY_ADDRESS") or None
         self.init_kwargs = dict(init_kwargs or {})
-        self.desc = desc
         self.check_resources = check_resources
         self._started_cluster = False
         self._remote: Any = None
+
+    @property
+    def num_cpus(self) -> float | None:
+        return self.options.num_cpus
+
+    @property
+    def num_gpus(self) -> float | None:
+        return self.options.num_gpus
+
+    @property
+    def memory(self) -> int | None:
+        return self.options.memory  # type: ignore[return-value]
+
+    def gpus_available(self) -> float | None:
+        """GPUs of the cluster (None before connecting: unknown)."""
+        ray = _import_ray()
+        if not ray.is_initialized():
+            return None
+        return float(ray.cluster_resources().get("GPU", 0))
 
     # -- connection --------------------------------------------------------------------
     def connect(self) -> None:
@@ -257,34 +258,27 @@ class RayExecutor:
 
     # -- resources ---------------------------------------------------------------------
     def task_options(self, unit: WorkUnit) -> dict[str, Any]:
-        """Ray options of ``unit``'s task: the executor's explicit resources, else the unit's."""
+        """Ray options of ``unit``'s task: the executor's explicit resources, else the unit's,
+        else the GPU rule of its device."""
         unknown = set(unit.resources) - set(RESOURCE_KEYS)
         if unknown:
             raise ParameterError(
                 f"work unit {unit.key!r}: unknown resource(s) {sorted(unknown)}; "
                 f"known: {list(RESOURCE_KEYS)}"
             )
-        res: dict[str, Any] = {k: v for k, v in unit.resources.items() if v is not None}
-        for key, value in (
-            ("num_cpus", self.num_cpus),
-            ("num_gpus", self.num_gpus),
-            ("memory", self.memory),
-        ):
-            if value is not None:  # set by the user: overrides the sweep's proposal
-                res[key] = value
+        req = self.request(unit)
         opts: dict[str, Any] = {
-            "num_cpus": res.get("num_cpus", 1),
-            "num_gpus": res.get("num_gpus") or 0,
+            "num_cpus": req["num_cpus"],
+            "num_gpus": req["num_gpus"] or 0,
             "max_retries": self.max_retries,
             "retry_exceptions": True,
             "name": unit.key,
         }
-        memory = parse_memory(res.get("memory"), f"work unit {unit.key!r}: memory")
-        if memory:
-            opts["memory"] = memory
+        if req["memory"]:
+            opts["memory"] = req["memory"]
         for key in ("resources", "accelerator_type"):
-            if res.get(key):
-                opts[key] = res[key]
+            if unit.resources.get(key):
+                opts[key] = unit.resources[key]
         return opts
 
     def _check_fits(self, ray: Any, units: Sequence[WorkUnit], options: list[dict]) -> None:
@@ -316,9 +310,10 @@ class RayExecutor:
         if len(set(keys)) != len(keys):
             dup = sorted({k for k in keys if keys.count(k) > 1})
             raise ParameterError(f"work unit keys must be unique; repeated: {dup[:5]}")
-        options = [self.task_options(u) for u in units]  # validates before connecting
+        [self.task_options(u) for u in units]  # validates before connecting
         ray = _import_ray()
         self.connect()
+        options = [self.task_options(u) for u in units]  # the GPU rule, now the cluster is known
         if self.check_resources:
             self._check_fits(ray, units, options)
         if self._remote is None:
@@ -326,8 +321,9 @@ class RayExecutor:
 
         pending: dict[Any, WorkUnit] = {}
         for unit, opts in zip(units, options, strict=True):
+            threads = self.options.threads or opts["num_cpus"]
             ref = self._remote.options(**opts).remote(
-                unit.fn, tuple(unit.args), dict(unit.kwargs), opts["num_cpus"]
+                unit.fn, tuple(unit.args), dict(unit.kwargs), threads, self.timeout, unit.key
             )
             pending[ref] = unit
 

@@ -22,10 +22,12 @@ def _flaky(path: str, fail_times: int) -> list[dict]:
 def test_get_executor_local_drops_none_and_rejects_ray_only_options():
     ex = get_executor("local", max_retries=None, address=None, num_gpus=None, progress=False)
     assert isinstance(ex, LocalExecutor) and ex.max_retries == 0
-    with pytest.raises(ParameterError, match="--address, --num-gpus: only with --executor ray"):
+    with pytest.raises(ParameterError, match="--address: only with --executor ray"):
         get_executor("local", address="10.0.0.1:6379", num_gpus=1)
-    with pytest.raises(ParameterError, match="unknown executor option"):
+    with pytest.raises(ParameterError, match="--workers: only with --executor processes"):
         get_executor("local", workers=3)
+    with pytest.raises(ParameterError, match="unknown local executor option"):
+        get_executor("local", gpus=3)
     with pytest.raises(ParameterError, match="unknown executor 'dask'"):
         get_executor("dask")
 
@@ -38,7 +40,7 @@ def test_get_executor_ray_validates_options():
     assert isinstance(ex, RayExecutor) and ex.num_cpus == 2 and ex.memory == 2 * 2**30
     with pytest.raises(ParameterError, match="unknown ray executor option"):
         get_executor("ray", gpus=1)
-    with pytest.raises(ParameterError, match="max_retries must be an integer >= 0"):
+    with pytest.raises(ParameterError, match="--max-retries must be an integer >= 0"):
         get_executor("ray", max_retries=-1)
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CkptError, ParameterError
-from ..executors import WorkUnit, get_executor
-from .parallel import ProcessExecutor
+from ..executors import WorkUnit
+from ..sweep import plan_executor, run_sweep
+from ..threads import parse_threads
 from .presets import load_overrides, resolve_preset, resolve_variants
 from .train import _same as same_spec
 from .train import train_variant
@@ -72,11 +73,12 @@ def train_zoo(
     out: str | Path | None = None,
     overrides: dict[str, Any] | str | Path | None = None,
     seed: int = 0,
-    executor: str = "local",
+    executor: str | None = None,
     progress: bool = True,
     runs: list[str] | None = None,
     workers: int | None = None,
     executor_options: dict[str, Any] | None = None,
+    threads: int | str | None = None,
 ) -> Path:
     """Pretrain a zoo of small models on the built-in world; returns ``DIR/manifest.csv``.
 
@@ -84,9 +86,19 @@ def train_zoo(
     path) is merged into it. ``out`` defaults to ``zoo/<preset>``. ``runs`` trains only the
     named variants (the manifest lists every finished variant found in DIR). Finished variants
     are skipped and interrupted ones resume from their last checkpoint, so rerunning the same
-    command after a kill completes the zoo. ``workers`` (default: the preset's ``workers``)
-    is how many variants train side by side with the ``local`` executor (separate processes).
+    command after a kill completes the zoo.
+
+    ``executor``: ``processes`` (variants side by side in worker processes), ``local`` (one after
+    another in this process) or ``ray``; default ``processes`` when more than one variant may
+    run at once, else ``local``. ``workers`` (default: the preset's ``workers``) caps the worker
+    processes; ``threads`` (default ``auto``: the preset's ``threads``, 1) is torch's threads per
+    variant. Workers × threads never exceed the cores this process may use (docs/threads.md).
+    ``executor_options``: ``max_retries``, ``timeout``, ``num_cpus``, ``num_gpus``, ``memory``,
+    ``address`` (see :mod:`ckpt_toolkit.executors`). A variant on device ``cuda`` or ``auto``
+    asks Ray for a GPU (:func:`ckpt_toolkit.executors.gpus_for_device`).
     """
+    n_threads = parse_threads(threads)
+    n_workers = workers
     if isinstance(overrides, (str, Path)):
         overrides = load_overrides(overrides)
     cfg = resolve_preset(preset, overrides)
@@ -103,6 +115,20 @@ def train_zoo(
     else:
         todo = specs
 
+    if workers is not None and executor is not None and executor != "processes" and workers > 1:
+        raise ParameterError(f"--workers {workers}: only with --executor processes")
+    n_workers = int(n_workers or cfg.get("workers") or 1)
+    if executor is None:
+        executor = "processes" if n_workers > 1 and len(todo) > 1 else "local"
+    opts = {k: v for k, v in (executor_options or {}).items() if v is not None}
+    if executor == "processes":
+        opts.setdefault("workers", n_workers)
+    # torch threads per variant: --threads, else --num-cpus, else the preset's (1)
+    per_variant = n_threads or (int(opts["num_cpus"]) if opts.get("num_cpus") else None)
+    ex = plan_executor(
+        executor, opts, threads=n_threads, progress=progress, desc=f"zoo {cfg['name']}"
+    )
+
     t0 = time.perf_counter()
     prepare_world(cfg, seed, out)
     (out / "zoo.json").write_text(
@@ -112,31 +138,24 @@ def train_zoo(
     )
     # longest first, so that side-by-side workers finish together
     todo = sorted(todo, key=_cost, reverse=True)
+    if per_variant:  # "threads" is a volatile field: changing it does not retrain a variant
+        for spec in todo:
+            spec["threads"] = max(1, per_variant)
     units = [
         WorkUnit(
             key=s["run"],
             fn=train_variant,
             args=(s, str(out)),
-            # a Ray worker asks for the variant's threads (and a GPU when device is cuda);
-            # it writes DIR directly, so DIR must be on a filesystem the workers share
-            resources={
-                "num_cpus": s["threads"],
-                **({"num_gpus": 1} if s["device"] == "cuda" else {}),
-            },
+            # a worker reserves the variant's threads; a Ray task also a GPU when the device is
+            # cuda or auto (the GPU rule); it writes DIR directly, so DIR must be on a
+            # filesystem the workers share
+            resources={"num_cpus": s["threads"]},
+            device=s["device"],
         )
         for s in todo
     ]
     results: dict[str, list[dict]] = {}
-    n_workers = int(workers or cfg.get("workers") or 1)
-    if executor == "local" and n_workers > 1 and len(units) > 1:
-        ex = ProcessExecutor(
-            min(n_workers, len(units)), progress=progress, desc=f"zoo {cfg['name']}"
-        )
-    else:
-        ex = get_executor(
-            executor, progress=progress, desc=f"zoo {cfg['name']}", **(executor_options or {})
-        )
-    report = ex.run(units, lambda unit, rows: results.__setitem__(unit.key, rows))
+    report = run_sweep(ex, units, lambda unit, rows: results.__setitem__(unit.key, rows))
 
     # the manifest lists every finished variant of this config found in DIR
     rows: list[dict[str, Any]] = []

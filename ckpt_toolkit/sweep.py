@@ -1,0 +1,86 @@
+"""The one plan → run → write loop of every sweep: the zoo, the probes and fine-tuning.
+
+1. **plan**: :func:`plan_executor` builds the executor first — which validates every executor
+   option (``--timeout -1``, ``--executor dask``, ...) before anything is loaded — then the
+   sweep builds its :class:`~ckpt_toolkit.executors.WorkUnit` list (skipping what is stored);
+2. **run**: the executor runs the units (in this process, in worker processes or on Ray);
+3. **write**: as each unit completes, :func:`run_sweep` hands its rows to the sweep's ``write``
+   callback in the driver (:func:`store_writer` for store-backed sweeps), so a killed sweep loses
+   at most the units in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from .errors import ParameterError
+from .executors import Executor, ExecutorOptions, SweepReport, WorkUnit, get_executor
+
+R = TypeVar("R", bound=SweepReport)
+
+#: ``write(unit, rows)`` stores a finished unit's rows and returns how many it wrote (or None)
+Writer = Callable[[WorkUnit, Any], "int | None"]
+
+
+def plan_executor(
+    executor: str | Executor = "local",
+    executor_options: Mapping[str, Any] | ExecutorOptions | None = None,
+    *,
+    threads: int | str | None = None,
+    progress: bool = True,
+    desc: str = "sweep",
+) -> Executor:
+    """The sweep's executor, built (and so validated) before any checkpoint is loaded.
+
+    ``threads`` is the API's ``threads=`` argument (``--threads``); it may also come inside
+    ``executor_options``, but not twice with different values.
+    """
+    if isinstance(executor, Executor):
+        return executor
+    if isinstance(executor_options, ExecutorOptions):
+        opts: dict[str, Any] = executor_options.given()
+    else:
+        opts = {k: v for k, v in dict(executor_options or {}).items() if v is not None}
+    if threads is not None and str(threads).strip().lower() != "auto":
+        given = opts.get("threads")
+        if given is not None and str(given) != str(threads):
+            raise ParameterError(
+                f"--threads given twice: threads={threads!r} and executor_options threads={given!r}"
+            )
+        opts["threads"] = threads
+    return get_executor(executor, progress=progress, desc=desc, **opts)
+
+
+def run_sweep(
+    executor: Executor,
+    units: Sequence[WorkUnit],
+    write: Writer,
+    report: R | None = None,
+) -> R | SweepReport:
+    """Run ``units`` on ``executor`` and ``write`` each unit's rows in the driver as it completes.
+
+    Fills ``report`` (default: a new :class:`SweepReport`): ``done``, ``failed`` and
+    ``rows_written`` (the sum of what ``write`` returned).
+    """
+    out: SweepReport = report if report is not None else SweepReport()
+
+    def on_result(unit: WorkUnit, rows: Any) -> None:
+        n = write(unit, rows)
+        if isinstance(n, int):
+            out.rows_written += n
+
+    if units:
+        result = executor.run(units, on_result)
+        out.done, out.failed = result.done, result.failed
+    return out
+
+
+def store_writer(store: Any, meta: Mapping[str, dict[str, Any]]) -> Writer:
+    """A ``write`` that upserts a unit's rows with its checkpoint metadata ``meta[unit.key]``
+    (fingerprint, path, variant configuration) in one transaction."""
+
+    def write(unit: WorkUnit, rows: list[dict[str, Any]]) -> int:
+        return int(store.upsert(rows, checkpoints=[meta[unit.key]]) or 0)
+
+    return write
