@@ -9,9 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ckpt_toolkit.analysis.dynamics import curves, phases, run_dynamics, score_table
-from ckpt_toolkit.analysis.dynamics_agreement import discordant_share
-from ckpt_toolkit.analysis.dynamics_fits import fit_curves
+from ckpt_toolkit.analysis.dynamics import (
+    curves,
+    discordant_share,
+    fit_curves,
+    phases,
+    run_dynamics,
+    score_table,
+)
 
 STEPS = [0] + [int(round(10**e)) for e in np.arange(1, 5.01, 0.25)]  # 0, 10 .. 100000
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .dynamics import curve_noise
+from .curves import curve_noise
 
 MIN_POINTS = 4
 
@@ -233,7 +233,7 @@ def lead_lag(ph: pd.DataFrame) -> pd.DataFrame:
             out.loc[len(out)] = {
                 "run": "(all)",
                 "category": cat,
-                "x_50": float(np.exp(np.log(xs["x_50"]).mean())),
+                "x_50": float(xs["x_50"].median()),
                 "x_90": float(xs["x_90"].median()),
                 "emergence_x": float(xs["emergence_x"].median()),
                 "final_norm": float(xs["final_norm"].mean()),
@@ -410,131 +410,4 @@ def loss_agreement(cv: pd.DataFrame, loss: pd.DataFrame) -> pd.DataFrame:
                 "reason": "",
             }
         )
-    return pd.DataFrame(rows)
-
-
-def training_phases(xs: np.ndarray) -> list[tuple[str, float, float]]:
-    """Split positive x values into early / mid / late thirds of the log-x range."""
-    pos = np.asarray(xs, float)
-    pos = pos[pos > 0]
-    if pos.size == 0:
-        return []
-    lo, hi = np.log10(pos.min()), np.log10(pos.max())
-    edges = np.linspace(lo, hi, 4)
-    return [
-        (name, float(10 ** edges[i]), float(10 ** edges[i + 1]))
-        for i, name in enumerate(("early", "mid", "late"))
-    ]
-
-
-def recommendations(
-    cv: pd.DataFrame, loss: pd.DataFrame | None = None, top_k: int = 2, z: float = 2.0
-) -> pd.DataFrame:
-    """Per training phase (early/mid/late thirds of log tokens) and category, the ``top_k``
-    metrics with the earliest reliable signal.
-
-    In each phase and run, a benchmark's ``snr`` is its smoothed rise across the phase divided by
-    its noise (median stderr, or LOWESS residual sd) and ``monotonic`` the Spearman correlation of
-    its score with x in the phase. A metric is *reliable* in a run when snr ≥ ``z`` and
-    monotonic ≥ 0.5; candidates are ranked by the share of runs where they are reliable, then by
-    mean snr (the paper's per-phase "key metrics": watch the benchmarks that move above noise first in each phase). The
-    loss-like metric, when present, is a candidate of ``language_modeling`` (its drop counts as
-    signal).
-    """
-    b = _bench(cv)
-    if b.empty:
-        return pd.DataFrame([dict(status="skipped", reason="no benchmark curves")])
-    ph = training_phases(cv["x"].to_numpy())
-    cand = b[["run", "category", "benchmark", "x", "norm", "smooth", "norm_stderr"]].copy()
-    if loss is not None and not loss.empty:
-        lc = loss.copy()
-        lc = lc.assign(
-            category="language_modeling",
-            benchmark="loss:" + lc["loss_source"],
-            norm=-lc["loss"],
-            norm_stderr=np.nan,
-        )
-        lc = lc.sort_values(["run", "x"])
-        lc["smooth"] = np.nan
-        for _, idx in lc.groupby("run").groups.items():
-            from .dynamics import lowess_smooth
-
-            lc.loc[idx, "smooth"] = lowess_smooth(lc.loc[idx, "x"], lc.loc[idx, "norm"])
-        cand = pd.concat([cand, lc[cand.columns]], ignore_index=True)
-    stats_rows = []
-    for (run, cat, bench), g in cand.groupby(["run", "category", "benchmark"], sort=True):
-        g = g.sort_values("x")
-        noise = curve_noise(g)
-        for name, lo, hi in ph:
-            h = g[(g["x"] >= lo * (1 - 1e-9)) & (g["x"] <= hi * (1 + 1e-9))]
-            if len(h) < 3 or not math.isfinite(noise) or noise <= 0:
-                continue
-            rise = float(h["smooth"].iloc[-1] - h["smooth"].iloc[0])
-            mono = stats.spearmanr(h["x"], h["norm"])[0] if h["norm"].nunique() > 1 else 0.0
-            snr = rise / noise
-            stats_rows.append(
-                dict(
-                    phase=name,
-                    run=run,
-                    category=cat,
-                    benchmark=bench,
-                    snr=snr,
-                    monotonic=float(mono) if np.isfinite(mono) else 0.0,
-                    reliable=bool(snr >= z and mono >= 0.5),
-                )
-            )
-    st = pd.DataFrame(stats_rows)
-    rows: list[dict[str, Any]] = []
-    for name, lo, hi in ph:
-        for cat in sorted(cand["category"].unique()):
-            s = st[(st["phase"] == name) & (st["category"] == cat)] if not st.empty else st
-            base = dict(phase=name, x_from=lo, x_to=hi, category=cat)
-            if s.empty:
-                rows.append(
-                    {
-                        **base,
-                        "status": "skipped",
-                        "reason": "fewer than 3 checkpoints in this phase",
-                    }
-                )
-                continue
-            agg = (
-                s.groupby("benchmark")
-                .agg(
-                    reliable_share=("reliable", "mean"),
-                    mean_snr=("snr", "mean"),
-                    monotonic=("monotonic", "mean"),
-                    n_runs=("run", "nunique"),
-                )
-                .reset_index()
-            )
-            agg = agg.sort_values(["reliable_share", "mean_snr"], ascending=False)
-            good = agg[agg["reliable_share"] > 0]
-            if good.empty:
-                rows.append(
-                    {
-                        **base,
-                        "status": "ok",
-                        "benchmark": None,
-                        "reason": "no metric rises above noise in this phase "
-                        f"(best: {agg['benchmark'].iloc[0]}, "
-                        f"snr {agg['mean_snr'].iloc[0]:.2f})",
-                    }
-                )
-                continue
-            for rank, r in enumerate(good.head(top_k).itertuples(), start=1):
-                rows.append(
-                    {
-                        **base,
-                        "rank": rank,
-                        "benchmark": r.benchmark,
-                        "reliable_share": r.reliable_share,
-                        "mean_snr": r.mean_snr,
-                        "monotonic": r.monotonic,
-                        "n_runs": r.n_runs,
-                        "status": "ok",
-                        "reason": f"rises {r.mean_snr:.1f}x its noise; reliable in "
-                        f"{r.reliable_share:.0%} of runs",
-                    }
-                )
     return pd.DataFrame(rows)

@@ -1,40 +1,39 @@
-"""Capability dynamics over pretraining (paper 2: "The Fine Line", arXiv 2404.01204).
+"""Scores and curves: the tables every other dynamics analysis starts from.
 
-Pure functions over the store's tidy table (``ResultsStore.to_pandas()``); nothing here loads a
-model. The pipeline:
+Pure, vectorised pandas over the store's tidy table (``ResultsStore.to_pandas()``):
 
-1. :func:`score_table` — one score per (run, checkpoint, benchmark): the benchmark's score metric,
-   group members averaged (57 MMLU subjects → ``mmlu``), chance-normalised
-   ``norm = (s − chance) / (1 − chance)`` with ``norm_stderr = stderr / (1 − chance)``.
-2. :func:`curves` — benchmark and category curves vs tokens (or steps) with LOWESS smoothing on
-   log-x; category curves average their benchmarks' normalised scores (as in the paper, categories are
-   compared on normalised averages).
-3. :func:`phases`, :func:`fit_curves` (``dynamics_fits``) and the agreement analyses in
-   ``dynamics_agreement``; :func:`run_dynamics` runs everything and writes the CSVs.
-
-Every analysis returns a table with ``status`` ("ok" or "skipped") and ``reason`` columns instead
-of raising when a store has too few checkpoints to compute something.
+1. :func:`select_rows` — the ``--runs`` / ``--shots`` / ``--tasks`` filters.
+2. :func:`metric_table` — every metric of every benchmark per (run, checkpoint, shots): group
+   members averaged (57 MMLU subjects → ``mmlu``), category, chance and direction attached.
+3. :func:`score_table` — one chance-normalised score per (run, checkpoint, benchmark, shots):
+   ``norm = (s − chance) / (1 − chance)``, ``norm_stderr = stderr / (1 − chance)``.
+4. :func:`curves` — benchmark and category curves with LOWESS smoothing on log-x; a category
+   curve averages its benchmarks *at one shot setting* (shot settings are never mixed).
+5. :func:`loss_series` / :func:`loss_table` — the loss-like series (lower is better).
 """
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
+import fnmatch
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..errors import ParameterError
-from .taxonomy import Taxonomy, annotate, load_taxonomy, normalize_score
+from ...errors import ParameterError
+from ..taxonomy import Taxonomy, _provenance_chance, annotate, load_taxonomy, normalize_score
 
 CURVE_KEYS = ["run", "level", "category", "benchmark"]
 EXCLUDED_CATEGORIES = ("other",)
 #: Fine-tuning outcomes are ground truth for paper 1, not pretraining capability curves.
 EXCLUDED_PROBES = ("sft",)
+#: Keys of one benchmark measurement series.
+METRIC_KEYS = ["task", "metric", "shots"]
 
 
-def _x_column(x: str) -> str:
+def x_column(x: str) -> str:
+    """``x`` when it names an x axis ("tokens" or "step"); else a :class:`ParameterError`."""
     if x not in ("tokens", "step"):
         raise ParameterError(f"x must be 'tokens' or 'step', not {x!r}")
     return x
@@ -42,82 +41,156 @@ def _x_column(x: str) -> str:
 
 def log_x(x: Any) -> np.ndarray:
     """log10 of the x axis with x = 0 (the initialisation) placed one decade left of the first
-    positive checkpoint, so step 0 stays on a log axis."""
+    positive checkpoint, so step 0 stays on a log axis (no log of zero is ever taken)."""
     arr = np.asarray(x, dtype=float)
     pos = arr[arr > 0]
     floor = (pos.min() / 10.0) if pos.size else 1.0
     return np.log10(np.where(arr > 0, arr, floor))
 
 
-def _pick_metric(metrics: set[str], preferred: str | None, order: list[str]) -> str | None:
-    if preferred and preferred in metrics:
-        return preferred
-    return next((m for m in order if m in metrics), None)
+def _as_list(value: str | Iterable[Any] | None) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v for v in value.split(",") if v.strip()] if "," in value else [value]
+    return list(value)
 
 
-def score_table(
+def _glob_mask(values: pd.Series, patterns: Sequence[str]) -> pd.Series:
+    """Rows whose value matches any glob (evaluated once per distinct value)."""
+    uniq = pd.unique(values.astype(str))
+    keep = {v for v in uniq if any(fnmatch.fnmatchcase(v, p) for p in patterns)}
+    return values.astype(str).isin(keep)
+
+
+def select_rows(
+    df: pd.DataFrame,
+    runs: str | Iterable[str] | None = None,
+    shots: int | Iterable[int] | None = None,
+    tasks: str | Iterable[str] | None = None,
+    taxonomy: Taxonomy | None = None,
+) -> pd.DataFrame:
+    """The rows of ``df`` selected by run globs, shot counts and task globs.
+
+    ``runs`` and ``tasks`` are shell globs (``pythia-*``, ``arc_*``); a task glob also matches a
+    benchmark group name (``mmlu`` selects the 57 ``hendrycksTest-*`` subjects). Loss-like rows
+    (the taxonomy's lower-is-better metrics) are kept whatever ``tasks`` and ``shots`` say: the
+    loss-vs-capability analyses need them. A filter that keeps nothing raises
+    :class:`ParameterError` naming the option and the values the store has.
+    """
+    out = df
+    run_pats = [str(r) for r in _as_list(runs)]
+    if run_pats:
+        out = out[_glob_mask(out["run"], run_pats)]
+        if out.empty:
+            have = sorted(df["run"].astype(str).unique())[:20]
+            raise ParameterError(f"--runs {run_pats} matches no run; runs in the store: {have}")
+    tax = taxonomy or load_taxonomy()
+    loss = (
+        out["metric"]
+        .astype(str)
+        .map({m: tax.is_loss_metric(m) for m in out["metric"].astype(str).unique()})
+    )
+    shot_list = [int(s) for s in _as_list(shots)]
+    if shot_list:
+        keep = out["shots"].isin(shot_list) | loss
+        if not (keep & ~loss).any():
+            have = sorted(int(s) for s in df["shots"].dropna().unique())
+            raise ParameterError(f"--shots {shot_list} matches no score row; shots present: {have}")
+        out, loss = out[keep], loss[keep]
+    task_pats = [str(t) for t in _as_list(tasks)]
+    if task_pats:
+        names = pd.Series(pd.unique(out["task"].astype(str)))
+        groups = {t: tax.lookup(t).benchmark for t in names}
+        keep_tasks = {
+            t
+            for t in names
+            if any(
+                fnmatch.fnmatchcase(t, p) or fnmatch.fnmatchcase(groups[t], p) for p in task_pats
+            )
+        }
+        keep = out["task"].astype(str).isin(keep_tasks)
+        if not (keep & ~loss).any():
+            have = sorted(names)[:20]
+            raise ParameterError(f"--tasks {task_pats} matches no task; tasks in the store: {have}")
+        out = out[keep | loss]
+    return out
+
+
+def _annotated(df: pd.DataFrame, tax: Taxonomy) -> pd.DataFrame:
+    """:func:`~ckpt_toolkit.analysis.taxonomy.annotate`, evaluated once per distinct
+    (task, capability, probe, metric) and once per distinct provenance, then joined back: the
+    cost is linear in rows with no Python work per row."""
+    keys = ["task", "capability", "probe", "metric"]
+    d = df.copy()
+    if "capability" not in d:
+        d["capability"] = None
+    uniq = d[keys].drop_duplicates()
+    ann = annotate(uniq.assign(provenance=None), tax)[
+        keys + ["benchmark", "category", "chance", "lower_is_better"]
+    ]
+    d = d.merge(ann, on=keys, how="left")
+    if "provenance" in d:
+        prov = pd.unique(d["provenance"].dropna())
+        pmap = {p: _provenance_chance(p) for p in prov}
+        pch = pd.to_numeric(d["provenance"].map(pmap), errors="coerce")
+        d["chance"] = pch.fillna(d["chance"])
+    return d
+
+
+METRIC_COLUMNS = [
+    "run",
+    "params",
+    "checkpoint",
+    "step",
+    "tokens",
+    "x",
+    "category",
+    "benchmark",
+    "task",
+    "metric",
+    "shots",
+    "lower_is_better",
+    "value",
+    "stderr",
+    "chance",
+    "n_tasks",
+]
+
+
+def metric_table(
     df: pd.DataFrame,
     taxonomy: Taxonomy | None = None,
     x: str = "tokens",
     include_other: bool = False,
 ) -> pd.DataFrame:
-    """One chance-normalised score per (run, checkpoint, benchmark).
+    """Every metric of every benchmark, one row per (run, checkpoint, benchmark, metric, shots).
 
-    Columns: run, params, checkpoint, step, tokens, x, category, benchmark, metric, value,
-    stderr, chance, norm, norm_stderr, n_tasks. Loss-like metrics (lower is better) are left out
-    (see :func:`loss_table`); so are ``sft`` rows and category ``other`` unless
-    ``include_other``. Rows without an
-    x value are dropped. Scores whose benchmark has no known chance level are normalised with
-    chance 0.
+    Columns :data:`METRIC_COLUMNS`. ``task`` is the benchmark name (a group such as ``mmlu``
+    averages its members: ``value`` the mean, ``stderr`` = sqrt(Σ se²) / k, ``n_tasks`` = k);
+    ``lower_is_better`` marks loss-like metrics. ``sft`` rows, rows without an x value and (unless
+    ``include_other``) category ``other`` are left out.
     """
-    xcol = _x_column(x)
+    xcol = x_column(x)
     tax = taxonomy or load_taxonomy()
-    cols = [
-        "run",
-        "params",
-        "checkpoint",
-        "step",
-        "tokens",
-        "x",
-        "category",
-        "benchmark",
-        "metric",
-        "value",
-        "stderr",
-        "chance",
-        "norm",
-        "norm_stderr",
-        "n_tasks",
-    ]
     if df.empty:
-        return pd.DataFrame(columns=cols)
-    a = annotate(df[~df["probe"].isin(EXCLUDED_PROBES)], tax)
-    a = a[~a["lower_is_better"] & a[xcol].notna()]
+        return pd.DataFrame(columns=METRIC_COLUMNS)
+    d = df[~df["probe"].isin(EXCLUDED_PROBES) & df[xcol].notna()]
+    if d.empty:
+        return pd.DataFrame(columns=METRIC_COLUMNS)
+    a = _annotated(d, tax)
     if not include_other:
         a = a[~a["category"].isin(EXCLUDED_CATEGORIES)]
     if a.empty:
-        return pd.DataFrame(columns=cols)
-    # one score metric per (probe, task)
-    chosen = []
-    for (_probe, task), g in a.groupby(["probe", "task"], sort=False):
-        info = tax.lookup(str(task))
-        m = _pick_metric(set(g["metric"]), info.metric, tax.score_metrics)
-        if m is not None:
-            chosen.append(g[g["metric"] == m])
-    if not chosen:
-        return pd.DataFrame(columns=cols)
-    a = pd.concat(chosen)
-    # the same benchmark at several shot counts → separate benchmarks "name@Kshot"
-    nshots = a.groupby("benchmark")["shots"].transform("nunique")
-    a["benchmark"] = np.where(
-        nshots > 1, a["benchmark"] + "@" + a["shots"].astype(str) + "shot", a["benchmark"]
+        return pd.DataFrame(columns=METRIC_COLUMNS)
+    a = a.assign(
+        x=a[xcol].astype(float),
+        shots=a["shots"].fillna(0).astype(int),
+        value=a["value"].astype(float),
+        stderr=a["stderr"].astype(float),
     )
-    a["x"] = a[xcol].astype(float)
-    a["chance"] = a["chance"].fillna(0.0)
-    a["norm"] = normalize_score(a["value"].astype(float), a["chance"])
-    a["norm_stderr"] = a["stderr"].astype(float) / (1.0 - a["chance"])
-    a["se2"] = a["norm_stderr"] ** 2
-    keys = ["run", "checkpoint", "category", "benchmark"]
+    a["se2"] = a["stderr"] ** 2
+    keys = ["run", "checkpoint", "category", "benchmark", "metric", "shots"]
     agg = (
         a.groupby(keys, sort=False, dropna=False)
         .agg(
@@ -125,23 +198,89 @@ def score_table(
             step=("step", "first"),
             tokens=("tokens", "first"),
             x=("x", "first"),
-            metric=("metric", "first"),
+            lower_is_better=("lower_is_better", "first"),
             value=("value", "mean"),
             chance=("chance", "mean"),
-            norm=("norm", "mean"),
             se2=("se2", "sum"),
-            se_count=("norm_stderr", "count"),
+            se_count=("stderr", "count"),
             n_tasks=("task", "nunique"),
-            stderr2=("stderr", lambda s: float(np.nansum(np.asarray(s, float) ** 2))),
         )
         .reset_index()
     )
-    # stderr of a mean of k independent scores: sqrt(sum se²) / k (NaN when none has a stderr)
     k = agg["n_tasks"].astype(float)
-    have = agg["se_count"] > 0
-    agg["norm_stderr"] = np.where(have, np.sqrt(agg["se2"]) / k, np.nan)
-    agg["stderr"] = np.where(have, np.sqrt(agg["stderr2"]) / k, np.nan)
-    return agg[cols].sort_values(["run", "benchmark", "x"]).reset_index(drop=True)
+    agg["stderr"] = np.where(agg["se_count"] > 0, np.sqrt(agg["se2"]) / k, np.nan)
+    agg["task"] = agg["benchmark"]
+    return agg[METRIC_COLUMNS].reset_index(drop=True)
+
+
+SCORE_COLUMNS = [
+    "run",
+    "params",
+    "checkpoint",
+    "step",
+    "tokens",
+    "x",
+    "category",
+    "benchmark",
+    "task",
+    "shots",
+    "metric",
+    "value",
+    "stderr",
+    "chance",
+    "norm",
+    "norm_stderr",
+    "n_tasks",
+]
+
+
+def score_metric_of(mt: pd.DataFrame, taxonomy: Taxonomy | None = None) -> pd.DataFrame:
+    """The score metric of each benchmark in a :func:`metric_table`: the taxonomy's ``metric``
+    for it, else the first of ``score_metrics`` present. Columns: task, metric."""
+    tax = taxonomy or load_taxonomy()
+    hib = mt[~mt["lower_is_better"].astype(bool)]
+    present = hib.groupby("task")["metric"].unique()
+    rows = []
+    for task, metrics in present.items():
+        ms = set(metrics)
+        pref = tax.lookup(str(task)).metric
+        m = pref if pref in ms else next((s for s in tax.score_metrics if s in ms), None)
+        if m is not None:
+            rows.append((task, m))
+    return pd.DataFrame(rows, columns=["task", "metric"])
+
+
+def score_table(
+    df: pd.DataFrame,
+    taxonomy: Taxonomy | None = None,
+    x: str = "tokens",
+    include_other: bool = False,
+    metrics: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One chance-normalised score per (run, checkpoint, benchmark, shots).
+
+    Columns :data:`SCORE_COLUMNS`. ``benchmark`` is the curve label: the benchmark name, with
+    ``@Kshot`` appended when the store holds it at several shot counts (``task`` and ``shots``
+    keep the parts). Loss-like metrics are left out (see :func:`loss_table`). Scores whose
+    benchmark has no known chance level are normalised with chance 0. ``metrics`` is a
+    precomputed :func:`metric_table` of ``df`` (saves recomputing it).
+    """
+    tax = taxonomy or load_taxonomy()
+    mt = metrics if metrics is not None else metric_table(df, tax, x, include_other)
+    if mt.empty:
+        return pd.DataFrame(columns=SCORE_COLUMNS)
+    chosen = score_metric_of(mt, tax)
+    a = mt.merge(chosen, on=["task", "metric"], how="inner")
+    if a.empty:
+        return pd.DataFrame(columns=SCORE_COLUMNS)
+    nshots = a.groupby("task")["shots"].transform("nunique")
+    a["benchmark"] = np.where(
+        nshots > 1, a["task"] + "@" + a["shots"].astype(str) + "shot", a["task"]
+    )
+    a["chance"] = a["chance"].fillna(0.0)
+    a["norm"] = normalize_score(a["value"], a["chance"])
+    a["norm_stderr"] = a["stderr"] / (1.0 - a["chance"])
+    return a[SCORE_COLUMNS].sort_values(["run", "benchmark", "x"]).reset_index(drop=True)
 
 
 def lowess_smooth(x: Any, y: Any, frac: float | None = None) -> np.ndarray:
@@ -162,28 +301,52 @@ def lowess_smooth(x: Any, y: Any, frac: float | None = None) -> np.ndarray:
     return out
 
 
+CURVE_COLUMNS = [
+    "run",
+    "params",
+    "level",
+    "category",
+    "benchmark",
+    "shots",
+    "checkpoint",
+    "step",
+    "tokens",
+    "x",
+    "log10_x",
+    "metric",
+    "value",
+    "stderr",
+    "chance",
+    "norm",
+    "norm_stderr",
+    "smooth",
+    "n_tasks",
+]
+
+
 def curves(
     df: pd.DataFrame,
     taxonomy: Taxonomy | None = None,
     x: str = "tokens",
     frac: float | None = None,
+    scores: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Benchmark and category curves vs ``x`` ("tokens" or "step"), one row per point.
 
-    Columns: run, params, level ("benchmark" | "category"), category, benchmark (the category
-    name on category rows), checkpoint, step, tokens, x, log10_x, metric, value, stderr, chance,
-    norm, norm_stderr, smooth (LOWESS of norm on log-x), n_tasks (benchmarks averaged on category
-    rows). Cross-size overlays: filter one benchmark and colour by ``params``.
+    Columns :data:`CURVE_COLUMNS`: level ("benchmark" | "category"); on category rows
+    ``benchmark`` is the category name (``category@Kshot`` when the category is measured at
+    several shot counts: a category curve averages benchmarks at one shot count only), ``value``
+    = ``norm`` = the mean of its benchmarks' normalised scores and ``n_tasks`` how many; ``smooth``
+    is the LOWESS of ``norm`` on log-x. Cross-size overlays: filter one benchmark and colour by
+    ``params``. ``scores`` is a precomputed :func:`score_table` of ``df``.
     """
-    s = score_table(df, taxonomy, x)
+    s = scores if scores is not None else score_table(df, taxonomy, x)
     if s.empty:
-        return pd.DataFrame(
-            columns=["run", "params", "level", "category", "benchmark", "x", "norm", "smooth"]
-        )
+        return pd.DataFrame(columns=CURVE_COLUMNS)
     s = s.assign(level="benchmark")
     cat = (
         s.assign(se2=s["norm_stderr"] ** 2)
-        .groupby(["run", "checkpoint", "category"], sort=False)
+        .groupby(["run", "checkpoint", "category", "shots"], sort=False)
         .agg(
             params=("params", "first"),
             step=("step", "first"),
@@ -199,42 +362,28 @@ def curves(
     cat["norm_stderr"] = np.where(
         cat["se_count"] == cat["n_tasks"], np.sqrt(cat["se2"]) / cat["n_tasks"], np.nan
     )
+    multi = cat.groupby("category")["shots"].transform("nunique") > 1
+    label = np.where(
+        multi, cat["category"] + "@" + cat["shots"].astype(str) + "shot", cat["category"]
+    )
     cat = cat.assign(
         level="category",
-        benchmark=cat["category"],
+        benchmark=label,
         metric="norm_mean",
         value=cat["norm"],
         stderr=cat["norm_stderr"],
         chance=0.0,
     )
-    out = pd.concat([s, cat[s.columns]], ignore_index=True)
+    cols = [c for c in CURVE_COLUMNS if c not in ("log10_x", "smooth")]
+    out = pd.concat([s[cols], cat[cols]], ignore_index=True)
     out["log10_x"] = log_x(out["x"])
     out = out.sort_values(CURVE_KEYS + ["x"]).reset_index(drop=True)
-    out["smooth"] = np.nan
-    for _, idx in out.groupby(CURVE_KEYS, sort=False).groups.items():
-        g = out.loc[idx]
-        out.loc[idx, "smooth"] = lowess_smooth(g["x"].to_numpy(), g["norm"].to_numpy(), frac)
-    order = [
-        "run",
-        "params",
-        "level",
-        "category",
-        "benchmark",
-        "checkpoint",
-        "step",
-        "tokens",
-        "x",
-        "log10_x",
-        "metric",
-        "value",
-        "stderr",
-        "chance",
-        "norm",
-        "norm_stderr",
-        "smooth",
-        "n_tasks",
-    ]
-    return out[order]
+    smooth = np.full(len(out), np.nan)
+    xs, ys = out["x"].to_numpy(float), out["norm"].to_numpy(float)
+    for idx in out.groupby(CURVE_KEYS, sort=False).indices.values():
+        smooth[idx] = lowess_smooth(xs[idx], ys[idx], frac)
+    out["smooth"] = smooth
+    return out[CURVE_COLUMNS]
 
 
 def curve_noise(g: pd.DataFrame) -> float:
@@ -247,207 +396,148 @@ def curve_noise(g: pd.DataFrame) -> float:
     return float(resid.std(ddof=1)) if len(resid) > 2 else float("nan")
 
 
-def _first_persistent(values: np.ndarray, cond: np.ndarray, persist: int = 2) -> int | None:
-    """Index of the first point where ``cond`` holds and keeps holding for ``persist`` points
-    (or to the end of the curve)."""
-    n = len(values)
-    for i in range(n):
-        j = min(n, i + persist)
-        if cond[i:j].all():
-            return i
-    return None
+def curve_noises(cv: pd.DataFrame) -> pd.Series:
+    """:func:`curve_noise` of every curve at once, indexed by :data:`CURVE_KEYS`."""
+    g = cv.groupby(CURVE_KEYS, sort=False)
+    med = g["norm_stderr"].median()
+    resid = (cv["norm"] - cv["smooth"]).rename("resid")
+    rstd = resid.groupby([cv[k] for k in CURVE_KEYS], sort=False).std(ddof=1)
+    rcount = resid.groupby([cv[k] for k in CURVE_KEYS], sort=False).count()
+    rstd = rstd.where(rcount > 2)
+    return med.fillna(rstd)
 
 
-def phases(
-    curve_df: pd.DataFrame, z: float = 2.0, plateau_tol: float | None = None
+def _is_perplexity(metric: pd.Series) -> pd.Series:
+    m = metric.astype(str)
+    return m.str.contains("ppl") | m.str.contains("perplexity")
+
+
+LOSS_COLUMNS = ["run", "params", "checkpoint", "x", "loss_task", "loss_metric", "loss"]
+
+
+def loss_series(
+    df: pd.DataFrame, taxonomy: Taxonomy | None = None, x: str = "tokens"
 ) -> pd.DataFrame:
-    """Training phases of every curve in a :func:`curves` table.
+    """Every loss-like series (the taxonomy's lower-is-better metrics: perplexity,
+    cross-entropy, bits per byte, ...), one row per (run, checkpoint, loss_task, loss_metric).
 
-    Per (run, level, category, benchmark):
-
-    * ``final_norm`` — the LOWESS value at the last checkpoint;
-    * ``x_50`` / ``x_90`` — first checkpoint from which the smoothed curve stays at or above
-      50% / 90% of ``final_norm`` (NaN when the final score is within noise of chance);
-    * ``emergence_x`` — first checkpoint (after the first) whose score exceeds the baseline
-      ``baseline_norm`` = max(chance, first-checkpoint score) by more than ``z`` combined
-      stderrs and stays so at the next checkpoint (emergence judged against the noise);
-    * ``plateau_x`` — start of the final stretch over which the smoothed curve moves less than
-      ``plateau_tol`` (default max(2 · noise, 0.02));
-    * ``peak_x``, ``decline``, ``decline_noise``, ``peak_then_decline`` — the drop from the
-      smoothed peak to the final score, flagged only when it exceeds ``z`` times its noise.
+    Perplexities become losses (``loss = ln ppl``, nats) so sources compare; a held-out
+    ``ppl``-probe metric is averaged over its domains into ``loss_task = "(held-out)"``.
+    ``sft`` rows and the ``other`` category (bias measures such as crows_pairs) are left out.
     """
-    rows = []
-    for key, g in curve_df.groupby(CURVE_KEYS, sort=True):
-        g = g.sort_values("x")
-        base = dict(zip(CURVE_KEYS, key), params=g["params"].iloc[0], n_points=len(g))
-        if len(g) < 3:
-            rows.append({**base, "status": "skipped", "reason": f"only {len(g)} checkpoint(s)"})
-            continue
-        x = g["x"].to_numpy(float)
-        sm = g["smooth"].to_numpy(float)
-        nv = g["norm"].to_numpy(float)
-        se = g["norm_stderr"].to_numpy(float)
-        noise = curve_noise(g)
-        se_eff = np.where(np.isfinite(se), se, noise if math.isfinite(noise) else 0.0)
-        final = float(sm[-1])
-        rec: dict[str, Any] = {**base, "final_norm": final, "noise": noise, "x_final": float(x[-1])}
-        learned = math.isfinite(noise) and final > z * max(noise, 1e-12)
-        if learned:
-            i50 = _first_persistent(sm, sm >= 0.5 * final, persist=len(sm))
-            i90 = _first_persistent(sm, sm >= 0.9 * final, persist=len(sm))
-            rec["x_50"] = float(x[i50]) if i50 is not None else np.nan
-            rec["x_90"] = float(x[i90]) if i90 is not None else np.nan
-        else:
-            rec["x_50"] = rec["x_90"] = np.nan
-        # Emergence is judged against the noise *and* the initial model: a random-init model can
-        # sit above nominal chance through answer-position bias (Pythia step 0: piqa 52%), so
-        # the baseline is max(0, score at the first checkpoint).
-        b0 = max(0.0, float(nv[0])) if x[0] == 0 or len(nv) > 3 else 0.0
-        thr = b0 + z * np.sqrt(se_eff**2 + se_eff[0] ** 2)
-        ie = _first_persistent(nv[1:], nv[1:] > thr[1:], persist=2)
-        rec["baseline_norm"] = b0
-        rec["emergence_x"] = float(x[ie + 1]) if ie is not None else np.nan
-        tol = (
-            plateau_tol
-            if plateau_tol is not None
-            else max(2 * (noise if math.isfinite(noise) else 0.0), 0.02)
-        )
-        ip = len(sm) - 1
-        while ip > 0 and (sm[ip - 1 :].max() - sm[ip - 1 :].min()) < tol:
-            ip -= 1
-        rec["plateau_x"] = float(x[ip]) if ip < len(sm) - 1 else np.nan
-        ipk = int(np.nanargmax(sm))
-        k = min(3, len(nv))
-        final_raw = float(np.nanmean(nv[-k:]))
-        decline = float(sm[ipk] - final_raw)
-        dn = float(np.sqrt(se_eff[ipk] ** 2 + np.nanmean(se_eff[-k:] ** 2) / k))
-        rec.update(
-            peak_x=float(x[ipk]),
-            peak_norm=float(sm[ipk]),
-            decline=decline,
-            decline_noise=dn,
-            peak_then_decline=bool(ipk < len(sm) - k and decline > z * dn),
-            status="ok",
-            reason="" if learned else "final score within noise of chance: no x_50/x_90",
-        )
-        rows.append(rec)
-    return pd.DataFrame(rows)
+    xcol = x_column(x)
+    tax = taxonomy or load_taxonomy()
+    if df.empty:
+        return pd.DataFrame(columns=LOSS_COLUMNS)
+    metrics = df["metric"].astype(str)
+    is_loss = metrics.map({m: tax.is_loss_metric(m) for m in metrics.unique()}).astype(bool)
+    d = df[is_loss & ~df["probe"].isin(EXCLUDED_PROBES) & df[xcol].notna()]
+    if d.empty:
+        return pd.DataFrame(columns=LOSS_COLUMNS)
+    a = _annotated(d, tax)
+    a = a[~a["category"].isin(EXCLUDED_CATEGORIES)]
+    if a.empty:
+        return pd.DataFrame(columns=LOSS_COLUMNS)
+    value = a["value"].astype(float)
+    ppl = _is_perplexity(a["metric"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loss = np.where(ppl, np.log(value.where(value > 0)), value)
+    held = a["probe"].isin(("ppl", "sc_ppl"))
+    a = a.assign(
+        x=a[xcol].astype(float),
+        loss=loss,
+        loss_task=np.where(held, "(held-out)", a["benchmark"]),
+        loss_metric=a["metric"].astype(str),
+    )
+    out = (
+        a.groupby(["run", "checkpoint", "loss_task", "loss_metric"], sort=False)
+        .agg(params=("params", "first"), x=("x", "first"), loss=("loss", "mean"))
+        .reset_index()
+    )
+    return out[LOSS_COLUMNS].dropna(subset=["loss"]).reset_index(drop=True)
 
 
 def loss_table(
     df: pd.DataFrame, taxonomy: Taxonomy | None = None, x: str = "tokens"
 ) -> pd.DataFrame:
-    """The loss-like series of every run: (run, checkpoint, x, loss, loss_source).
-
-    Perplexities are turned into losses (``loss = ln ppl``, nats) so runs and sources compare.
+    """The one preferred loss-like series of every run: (run, checkpoint, x, loss, loss_source).
 
     Uses the first of the taxonomy's ``loss_metrics`` a run has (the zoo's ``ppl`` probe
-    ``loss``, averaged over held-out domains; for Pythia, lambada_openai ``ppl``).
+    ``loss``, averaged over held-out domains; for Pythia, ``ln`` lambada_openai ``ppl``).
     """
-    xcol = _x_column(x)
+    xcol = x_column(x)
     tax = taxonomy or load_taxonomy()
-    out = []
-    for run, g in df[df[xcol].notna()].groupby("run", sort=True):
-        for spec in tax.loss_metrics:
-            sel = g["metric"] == spec["metric"]
-            if "probe" in spec:
-                sel &= g["probe"] == spec["probe"]
-            if "task" in spec:
-                sel &= g["task"] == spec["task"]
-            h = g[sel]
-            if h.empty:
-                continue
-            src = "/".join(f"{k}={v}" for k, v in spec.items())
-            h = (
-                h.assign(value=np.log(h["value"].astype(float)))
-                if "ppl" in spec["metric"] or "perplexity" in spec["metric"]
-                else h
-            )
-            agg = h.groupby("checkpoint").agg(x=(xcol, "first"), loss=("value", "mean"))
-            out.append(agg.reset_index().assign(run=run, loss_source=src))
-            break
-    if not out:
-        return pd.DataFrame(columns=["run", "checkpoint", "x", "loss", "loss_source"])
-    return pd.concat(out, ignore_index=True)[["run", "checkpoint", "x", "loss", "loss_source"]]
+    cols = ["run", "checkpoint", "x", "loss", "loss_source"]
+    d = df[df[xcol].notna()]
+    if d.empty or not tax.loss_metrics:
+        return pd.DataFrame(columns=cols)
+    parts, ranks = [], []
+    for rank, spec in enumerate(tax.loss_metrics):
+        sel = d["metric"] == spec["metric"]
+        if "probe" in spec:
+            sel &= d["probe"] == spec["probe"]
+        if "task" in spec:
+            sel &= d["task"] == spec["task"]
+        h = d[sel]
+        if h.empty:
+            continue
+        src = "/".join(f"{k}={v}" for k, v in spec.items())
+        v = h["value"].astype(float)
+        if "ppl" in spec["metric"] or "perplexity" in spec["metric"]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                v = np.log(v.where(v > 0))
+        parts.append(h.assign(value=v, loss_source=src, _rank=rank))
+        ranks.append(rank)
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    a = pd.concat(parts, ignore_index=True)
+    best = a.groupby("run")["_rank"].transform("min")
+    a = a[a["_rank"] == best]
+    out = (
+        a.groupby(["run", "checkpoint"], sort=True)
+        .agg(x=(xcol, "first"), loss=("value", "mean"), loss_source=("loss_source", "first"))
+        .reset_index()
+    )
+    return out[cols]
 
 
-def run_dynamics(
-    df: pd.DataFrame,
-    out_dir: str | Path | None,
-    taxonomy: Taxonomy | str | Path | None = None,
-    x: str = "tokens",
-) -> dict[str, pd.DataFrame]:
-    """Run every dynamics analysis on the tidy table and write ``<name>.csv`` into ``out_dir``.
-
-    Returns {"curves", "fits", "phases", "correlations", "sibling_prediction", "lead_lag",
-    "size_agreement", "loss_agreement", "recommendations"} → DataFrame. ``out_dir=None`` writes
-    nothing. ``taxonomy`` may be a :class:`Taxonomy` or the path of a user YAML.
-    """
-    from . import dynamics_agreement as ag
-    from .dynamics_fits import fit_curves
-
-    tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
-    xcol = _x_column(x)
-    if not df.empty and df[xcol].isna().all():
-        other = "step" if xcol == "tokens" else "tokens"
-        hint = " (import with --tokens-per-step to get tokens)" if xcol == "tokens" else ""
-        raise ParameterError(
-            f"no row has a '{xcol}' value, so nothing can be placed on the x axis; "
-            f"use x='{other}'{hint}"
-        )
-    cv = curves(df, tax, x)
-    ph = phases(cv) if not cv.empty else pd.DataFrame(columns=CURVE_KEYS + ["status", "reason"])
-    lt = loss_table(df, tax, x)
-    tables = {
-        "curves": cv,
-        "fits": fit_curves(cv),
-        "phases": ph,
-        "correlations": ag.trajectory_correlations(cv),
-        "sibling_prediction": ag.sibling_prediction(cv),
-        "lead_lag": ag.lead_lag(ph),
-        "size_agreement": ag.size_agreement(cv),
-        "loss_agreement": ag.loss_agreement(cv, lt),
-        "recommendations": ag.recommendations(cv, lt),
-    }
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, t in tables.items():
-            t.to_csv(out / f"{name}.csv", index=False)
-    return tables
+def training_windows(xs: Any) -> list[tuple[str, float, float]]:
+    """Split positive x values into early / mid / late thirds of the log-x range:
+    ``[(name, x_from, x_to), ...]`` (empty when no x is positive)."""
+    pos = np.asarray(xs, float)
+    pos = pos[pos > 0]
+    if pos.size == 0:
+        return []
+    lo, hi = np.log10(pos.min()), np.log10(pos.max())
+    edges = np.linspace(lo, hi, 4)
+    return [
+        (name, float(10 ** edges[i]), float(10 ** edges[i + 1]))
+        for i, name in enumerate(("early", "mid", "late"))
+    ]
 
 
-# The other analyses live in small sibling modules; they are reachable from here too, so a
-# notebook can ``from ckpt_toolkit.analysis.dynamics import fit_curves, loss_agreement``.
-_LAZY = {
-    "fit_curves": "dynamics_fits",
-    "trajectory_correlations": "dynamics_agreement",
-    "sibling_prediction": "dynamics_agreement",
-    "lead_lag": "dynamics_agreement",
-    "size_agreement": "dynamics_agreement",
-    "loss_agreement": "dynamics_agreement",
-    "discordant_share": "dynamics_agreement",
-    "training_phases": "dynamics_agreement",
-    "recommendations": "dynamics_agreement",
-    "plot_curves": "dynamics_plots",
-}
-
-__all__ = [
-    "curves",
-    "curve_noise",
-    "log_x",
-    "loss_table",
-    "lowess_smooth",
-    "phases",
-    "run_dynamics",
-    "score_table",
-    *_LAZY,
-]
+def window_of(x: pd.Series, windows: list[tuple[str, float, float]]) -> pd.Series:
+    """The training window name of each x (NaN outside every window, e.g. x = 0)."""
+    out = pd.Series(np.nan, index=x.index, dtype=object)
+    for name, lo, hi in reversed(windows):  # a boundary point belongs to the earlier window
+        inside = (x >= lo * (1 - 1e-9)) & (x <= hi * (1 + 1e-9))
+        out = out.mask(inside, name)
+    return out
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+def run_sizes(df: pd.DataFrame) -> pd.Series:
+    """Parameters of each run (max over its rows; NaN where unknown), indexed by run."""
+    if df.empty or "params" not in df:
+        return pd.Series(dtype=float)
+    return pd.to_numeric(df.groupby("run")["params"].max(), errors="coerce")
 
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __package__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def sort_by_size(table: pd.DataFrame, sizes: pd.Series, then: Sequence[str] = ()) -> pd.DataFrame:
+    """``table`` with its rows ordered by run size, then run name, then ``then`` columns (runs
+    of unknown size last). Tables without a ``run`` column come back unchanged."""
+    if table.empty or "run" not in table:
+        return table
+    size = table["run"].map(sizes).astype(float)
+    keys = ["__size", "run", *[c for c in then if c in table]]
+    out = table.assign(__size=size).sort_values(keys, na_position="last", kind="stable")
+    return out.drop(columns="__size").reset_index(drop=True)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .dynamics import CURVE_KEYS
+from .curves import CURVE_KEYS
 
 
 def _power(u: np.ndarray, a: float, b: float) -> np.ndarray:
