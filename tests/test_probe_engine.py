@@ -222,7 +222,7 @@ def test_span_corruption_is_deterministic_and_reconstructs_the_text(lm):
         i0 = [i for i, t in enumerate(body) if t == min(sent)]
         assert len(i0) == 2
         inp, tgt = body[: i0[1]], body[i0[1] :]
-        assert start == 1 + len(inp) + 1
+        assert start == 1 + len(inp)  # every target token is scored, as the zoo's loss
         assert tgt[-1] == tok.eos_token_id  # the zoo's layout: targets end with EOS
         spans, cur = {}, None
         for t in tgt[:-1]:

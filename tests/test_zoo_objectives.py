@@ -6,6 +6,11 @@ import numpy as np
 import pytest
 
 from ckpt_toolkit.errors import ParameterError
+from ckpt_toolkit.span_corruption import (
+    corrupt_with_mask,
+    random_spans_noise_mask,
+    span_raw_length,
+)
 from ckpt_toolkit.zoo import objectives as obj
 from ckpt_toolkit.zoo.objectives import IGNORE, Collator, SpecialIds
 
@@ -28,17 +33,30 @@ def test_prefix_lm_loss_only_after_the_split():
     assert 1 <= split <= 4  # at least one prefix token and one target token
 
 
-def test_span_corruption_hand_checked(monkeypatch):
+def test_span_corruption_hand_checked():
     # raw tokens 10..19 with noise at positions 2,3 and 7 (two spans)
     mask = np.zeros(10, dtype=bool)
     mask[[2, 3, 7]] = True
-    monkeypatch.setattr(obj, "random_spans_noise_mask", lambda n, d, m, rng: mask[:n])
-    monkeypatch.setattr(obj, "span_raw_length", lambda seq_len, d, m: 10)
-    x, y = obj.span_example(list(range(10, 20)), seq_len=32, ids=IDS, rng=None)
+    ex = corrupt_with_mask(list(range(10, 20)), mask, [[100], [101], [102]], [1], [2])
     inputs = [1, 10, 11, 100, 14, 15, 16, 101, 18, 19]
     targets = [100, 12, 13, 101, 17, 2]
-    assert x == inputs + targets
-    assert y == [N] * len(inputs) + targets
+    assert ex.inputs == inputs and ex.targets == targets
+    # multi-token sentinels are laid out whole, in inputs and targets alike
+    ex = corrupt_with_mask(list(range(10, 20)), mask, [[7, 70], [7, 71]], [1], [2])
+    assert ex.inputs == [1, 10, 11, 7, 70, 14, 15, 16, 7, 71, 18, 19]
+    assert ex.targets == [7, 70, 12, 13, 7, 71, 17, 2]
+
+
+def test_span_example_is_the_shared_corruption_with_loss_on_targets():
+    seq_len, window = 32, list(range(10, 60))
+    n = span_raw_length(seq_len)  # n + 2 * spans + 2 <= seq_len, as large as possible
+    spans = lambda k: max(1, round(round(k * 0.15) / 3))  # noqa: E731  T5's count, by hand
+    assert n + 2 * spans(n) + 2 <= seq_len < (n + 1) + 2 * spans(n + 1) + 2
+    x, y = obj.span_example(window, seq_len, IDS, np.random.default_rng(5))
+    mask = random_spans_noise_mask(n, 0.15, 3.0, np.random.default_rng(5))
+    ex = corrupt_with_mask(window[:n], mask, [[s] for s in IDS.sentinels], [1], [2])
+    assert x == ex.inputs + ex.targets
+    assert y == [N] * len(ex.inputs) + ex.targets
 
 
 @pytest.mark.parametrize("density,mean_span", [(0.15, 3.0), (0.15, 8.0), (0.5, 3.0)])
@@ -46,7 +64,7 @@ def test_span_corruption_reconstructs_and_fits(density, mean_span):
     rng = np.random.default_rng(1)
     seq_len = 64
     window = list(range(200, 200 + seq_len))
-    n = obj.span_raw_length(seq_len, density, mean_span)
+    n = span_raw_length(seq_len, density, mean_span)
     for _ in range(20):
         x, y = obj.span_example(window, seq_len, IDS, rng, density, mean_span)
         assert len(x) == len(y) <= seq_len
@@ -73,7 +91,7 @@ def test_noise_mask_statistics():
     rng = np.random.default_rng(2)
     lengths = []
     for _ in range(300):
-        m = obj.random_spans_noise_mask(100, 0.15, 3.0, rng)
+        m = random_spans_noise_mask(100, 0.15, 3.0, rng)
         assert m.sum() == 15 and not m[0]
         starts = np.flatnonzero(m & ~np.r_[False, m[:-1]])
         assert len(starts) == 5
@@ -116,3 +134,62 @@ def test_unknown_objective_and_too_few_sentinels():
     few = SpecialIds(1, 2, 0, (100,))
     with pytest.raises(ParameterError, match="sentinel"):
         Collator("span_x", 64, few)(np.arange(64)[None] + 10, np.random.default_rng(0))
+
+
+# -- the sc_ppl probe scores exactly what the zoo trains on ------------------------------------
+TEXT = " ".join(
+    [
+        "The capital of Avalon is Brill. The river Esk flows through Brill.",
+        "Mira gave the red ball to Tom. Tom put the ball in the box.",
+        "If it rains, the ground gets wet. The ground is wet, so maybe it rained.",
+    ]
+    * 3
+)
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_probe_corrupts_exactly_as_the_zoo_trains(tiny_tokenizer, seed):
+    from ckpt_toolkit.probes.sc_ppl import build_examples
+
+    tok, seq_len = tiny_tokenizer, 64
+    ids = SpecialIds.from_tokenizer(tok)
+    raw = tok.encode(TEXT, add_special_tokens=False)
+    n = span_raw_length(seq_len)
+    assert len(raw) > 2 * n  # several chunks
+    seqs, starts, owner, kind = build_examples(tok, [TEXT], seq_len, 0.15, 3.0, seed)
+    assert kind == "special" and owner == [0] * len(seqs)
+    for c, (seq, start) in enumerate(zip(seqs, starts)):
+        chunk = raw[c * n : (c + 1) * n]
+        if len(chunk) < n:  # the zoo trains on full windows only
+            continue
+        # the zoo's example for this chunk with the generator the probe seeds for it
+        x, y = obj.span_example(chunk, seq_len, ids, np.random.default_rng([seed, 0, c]))
+        assert seq == x  # identical token ids: inputs and targets
+        scored = [i for i, lab in enumerate(y) if lab != IGNORE]
+        assert scored == list(range(start, len(seq)))  # the probe scores the zoo's loss tokens
+    assert sum(len(raw[c * n : (c + 1) * n]) == n for c in range(len(seqs))) >= 2
+
+
+def test_sc_loss_equals_the_zoo_training_loss(tiny_checkpoint, tiny_tokenizer):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ckpt_toolkit.probes.registry import get_probe
+    from ckpt_toolkit.probes.specs import ProbeSpec
+
+    tok, seq_len, seed = tiny_tokenizer, 64, 3
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_checkpoint)).eval()
+    raw = tok.encode(TEXT, add_special_tokens=False)
+    n = span_raw_length(seq_len)
+    text = tok.decode(raw[:n])  # one full chunk
+    assert tok.encode(text, add_special_tokens=False) == raw[:n]
+    probe = get_probe("sc_ppl")
+    params = probe.validate({"window": seq_len, "seed": seed})
+    rows = probe.run(model, tok, ProbeSpec("sc_ppl", "d", params=params), [text], 4)
+    sc_loss = next(r["value"] for r in rows if r["metric"] == "sc_loss")
+    x, y = obj.span_example(
+        raw[:n], seq_len, SpecialIds.from_tokenizer(tok), np.random.default_rng([seed, 0, 0])
+    )
+    with torch.no_grad():
+        loss = model(input_ids=torch.tensor([x]), labels=torch.tensor([y])).loss.item()
+    assert sc_loss == pytest.approx(loss, rel=1e-5)

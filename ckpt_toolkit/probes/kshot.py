@@ -22,6 +22,7 @@ from ..errors import TaskFileError
 from ..tasks import TaskItem
 from .engine import greedy_generate, score_choices
 from .metrics import mean_stderr, ratio_stderr
+from .registry import KSHOT, Param, Probe, register_probe
 from .specs import ProbeSpec
 
 
@@ -61,6 +62,7 @@ def build_prompt(shots: list[TaskItem], item: TaskItem, separator: str = "\n\n")
 
 
 def capability_of(items: list[TaskItem]) -> str:
+    """The most common ``capability`` label among a task's items."""
     return Counter(it.capability for it in items).most_common(1)[0][0]
 
 
@@ -137,3 +139,21 @@ def kshot_rows(
             }
         )
     return rows
+
+
+PROBE = register_probe(
+    Probe(
+        name=KSHOT,
+        description="k-shot capability scores: multiple choice by log-likelihood, exact match",
+        needs="tasks",
+        params=(
+            Param("seed", int, 1234, "seed of the k-shot draw from the train split", minimum=0),
+            Param("separator", str, "\n\n", "text between the shots and the item"),
+            Param("max_new_tokens", int, 32, "generation items: greedy tokens at most", minimum=1),
+        ),
+        metrics=("acc", "acc_norm", "gold_logprob", "bpb", "exact_match"),
+        run=kshot_rows,
+        capability=capability_of,
+        uses_shots=True,
+    )
+)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+from ..errors import ParameterError
 from .engine import model_max_length, perplexity
 from .metrics import ratio_stderr, token_stderr
+from .registry import LANGUAGE_MODELING, PPL, Param, Probe, register_probe
 from .specs import ProbeSpec
 
-CAPABILITY = "language_modeling"
+CAPABILITY = LANGUAGE_MODELING
 
 
 def ppl_rows(
@@ -54,3 +56,43 @@ def ppl_rows(
         },
         {"metric": "bpb", "value": bpb, "stderr": bpb_se, "n": n, "provenance": prov},
     ]
+
+
+# -- registry declaration (see ckpt_toolkit/probes/registry.py) ------------------------------
+def _check_ppl(params: dict) -> None:
+    window, stride = params.get("window"), params.get("stride")
+    if window is not None and stride is not None and stride > window:
+        raise ParameterError(f"--stride ({stride}) must not exceed --window ({window})")
+
+
+PROBE = register_probe(
+    Probe(
+        name=PPL,
+        description="perplexity, mean token NLL and bits per byte of held-out text per domain",
+        needs="heldout",
+        params=(
+            Param(
+                "window",
+                int,
+                None,
+                "tokens per window (default: the model's)",
+                minimum=1,
+                nullable=True,
+                option="--window",
+            ),
+            Param(
+                "stride",
+                int,
+                None,
+                "sliding-window stride, <= window (default: window // 2)",
+                minimum=1,
+                nullable=True,
+                option="--stride",
+            ),
+        ),
+        metrics=("loss", "ppl", "bpb"),
+        run=ppl_rows,
+        capability=CAPABILITY,
+        check=_check_ppl,
+    )
+)

@@ -1,17 +1,20 @@
-"""Span-corruption perplexity for decoder-only models.
+"""Span-corruption perplexity for decoder-only models (probe ``sc_ppl``).
 
 Formulation (cf. the span-corruption proxy of arXiv 2504.12491, §3, and T5's objective,
-Raffel et al. 2020 §3.1.4): each held-out document is tokenized and cut into chunks; each chunk
-is corrupted deterministically (seeded per document and chunk) by T5's ``random_spans_noise_mask``
-with noise density 0.15 and mean span length 3. The model reads one sequence::
+Raffel et al. 2020 §3.1.4): each held-out document is tokenized and cut into consecutive chunks
+of the length the zoo trains span corruption on for the same window
+(:func:`ckpt_toolkit.span_corruption.span_raw_length`); each chunk is corrupted by the one shared
+implementation, :func:`ckpt_toolkit.span_corruption.span_corrupt` (T5's
+``random_spans_noise_mask``, noise density 0.15, mean span 3), with a generator seeded by
+``(seed, document, chunk)``. The model reads one sequence::
 
     [BOS] x1 x2 <extra_id_0> x6 ... <extra_id_1> ...   <extra_id_0> x3 x4 x5 <extra_id_1> ... [EOS]
-          └──────── corrupted input ──────────────┘    └────────────── targets ───────────────┘
+    └────────────── inputs ─────────────────────┘    └────────────── targets ───────────────┘
 
-— the layout the zoo's span-corruption objectives train on (``ckpt_toolkit/zoo/objectives.py``) —
-and we score only the target tokens after the first target sentinel: the dropped tokens, the
-sentinel that opens the next span and the closing EOS (together they say where each span ends).
-``sc_loss`` is their mean NLL (nats), ``sc_ppl = exp(sc_loss)``.
+— token for token what the zoo's span-corruption objectives train on
+(``ckpt_toolkit/zoo/objectives.py``) — and we score exactly the tokens the zoo puts its loss on:
+every target token (the sentinels, the dropped tokens and the closing EOS). ``sc_loss`` is their
+mean NLL (nats), ``sc_ppl = exp(sc_loss)``.
 
 Why: checkpoints pretrained with span corruption (or a UL2 mixture) are scored in the format they
 were trained on, where plain left-to-right perplexity undersells them; causal-only checkpoints
@@ -30,38 +33,23 @@ import math
 
 import numpy as np
 
+from ..span_corruption import (
+    MEAN_SPAN,
+    NOISE_DENSITY,
+    num_noise_spans,
+    random_spans_noise_mask,
+    span_corrupt,
+    span_raw_length,
+)
 from .engine import model_max_length, prefix_token_id, token_nll
 from .metrics import ratio_stderr, token_stderr
+from .registry import LANGUAGE_MODELING, SC_PPL, Param, Probe, register_probe
 from .specs import ProbeSpec
 
-CAPABILITY = "language_modeling"
+CAPABILITY = LANGUAGE_MODELING
 
-
-def random_segmentation(num_items: int, num_segments: int, rng: np.random.Generator) -> np.ndarray:
-    """Partition ``num_items`` into ``num_segments`` non-empty segments at random (T5)."""
-    first = np.arange(num_items - 1) < (num_segments - 1)
-    rng.shuffle(first)
-    first = np.concatenate([[0], first.astype(int)])
-    seg_id = np.cumsum(first)
-    return np.bincount(seg_id, minlength=num_segments)
-
-
-def noise_mask(
-    length: int, density: float, mean_span: float, rng: np.random.Generator
-) -> np.ndarray:
-    """T5's ``random_spans_noise_mask``: alternating non-noise / noise spans, non-noise first."""
-    num_noise = int(round(length * density))
-    num_noise = min(max(num_noise, 1), length - 1)
-    num_spans = max(1, int(round(num_noise / mean_span)))
-    noise_lens = random_segmentation(num_noise, num_spans, rng)
-    keep_lens = random_segmentation(length - num_noise, num_spans, rng)
-    mask = np.zeros(length, dtype=bool)
-    pos = 0
-    for k, n in zip(keep_lens, noise_lens):
-        pos += int(k)
-        mask[pos : pos + int(n)] = True
-        pos += int(n)
-    return mask
+#: T5's noise mask (kept under its old name for notebooks and tests)
+noise_mask = random_spans_noise_mask
 
 
 def sentinel_ids(tokenizer, n: int) -> tuple[list[list[int]], str]:
@@ -92,79 +80,63 @@ def n_special_sentinels(tokenizer, limit: int = 1000) -> int:
     return n
 
 
-def corrupt(
-    tokens: list[int],
-    mask: np.ndarray,
-    sentinels: list[list[int]],
-    end: list[int],
-) -> tuple[list[int], list[int], int]:
-    """(input ids, target ids, index in targets from which tokens are scored); the targets end
-    with ``end`` (EOS)."""
-    inp: list[int] = []
-    tgt: list[int] = []
-    s = 0
-    i = 0
-    while i < len(tokens):
-        if mask[i]:
-            inp.extend(sentinels[s])
-            tgt.extend(sentinels[s])
-            while i < len(tokens) and mask[i]:
-                tgt.append(tokens[i])
-                i += 1
-            s += 1
-        else:
-            inp.append(tokens[i])
-            i += 1
-    tgt.extend(end)
-    return inp, tgt, len(sentinels[0])
+def chunk_length(window: int, density: float, mean_span: float, n_special: int) -> int:
+    """Raw tokens per chunk: the zoo's ``span_raw_length(window)`` (single-token sentinels), cut
+    down until the chunk needs no more sentinels than the tokenizer has."""
+    n = span_raw_length(window, density, mean_span)
+    while n > 2 and num_noise_spans(n, density, mean_span)[1] > n_special:
+        n -= 1
+    return n
+
+
+def _textual_chunk_length(tokenizer, window: int, density: float, mean_span: float) -> int:
+    """Raw tokens per chunk with textual (multi-token) sentinels: the largest whose layout fits."""
+    n = span_raw_length(window, density, mean_span)
+    while n > 2:
+        spans = num_noise_spans(n, density, mean_span)[1]
+        width = max(len(s) for s in sentinel_ids(tokenizer, spans)[0])
+        if n + 2 * width * spans + 2 <= window:
+            break
+        n -= 1
+    return n
 
 
 def build_examples(
     tokenizer, texts: list[str], window: int, density: float, mean_span: float, seed: int
 ) -> tuple[list[list[int]], list[int], list[int], str]:
-    """Corrupted sequences, the position scoring starts at, the owning document, sentinel kind."""
+    """Corrupted sequences, the position scoring starts at, the owning document, sentinel kind.
+
+    Sequence ``i`` is ``span_corrupt(chunk, default_rng([seed, d, c]), ...)`` of chunk ``c`` of
+    document ``d``; scoring starts at its first target token.
+    """
     n_special = n_special_sentinels(tokenizer)
-    kind = "special" if n_special >= 2 else "textual"
-    # chunk so that spans + 1 sentinels suffice and input + targets fit the window
-    per_tok = 1 + 2 * density / mean_span
-    chunk = int((window - 4) / per_tok)
-    if kind == "special":
-        chunk = min(chunk, int((n_special - 0.5) * mean_span / density))
+    if n_special >= 1:
+        kind = "special"
+        chunk = chunk_length(window, density, mean_span, n_special)
+        sents = [
+            [int(tokenizer.convert_tokens_to_ids(f"<extra_id_{i}>"))] for i in range(n_special)
+        ]
     else:
-        chunk = int(chunk / 2)  # textual sentinels cost several tokens each
-    chunk = max(chunk, 4)
-    pre = prefix_token_id(tokenizer)
-    end = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [pre]
+        kind = "textual"
+        chunk = _textual_chunk_length(tokenizer, window, density, mean_span)
+        spans = num_noise_spans(chunk, density, mean_span)[1] if chunk >= 2 else 1
+        sents = sentinel_ids(tokenizer, max(1, spans))[0]
+    pre = [prefix_token_id(tokenizer)]
+    end = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else pre
     seqs: list[list[int]] = []
     starts: list[int] = []
     owner: list[int] = []
     for d, text in enumerate(texts):
         toks = tokenizer.encode(text, add_special_tokens=False)
-        pending = [toks[i : i + chunk] for i in range(0, len(toks), chunk)]
-        c = 0
-        while pending:
-            piece = pending.pop(0)
+        for c, i in enumerate(range(0, len(toks), chunk)):
+            piece = toks[i : i + chunk]
             if len(piece) < 2:
                 continue
             rng = np.random.default_rng([seed, d, c])
-            mask = noise_mask(len(piece), density, mean_span, rng)
-            n_spans = int(np.sum(mask[1:] & ~mask[:-1]) + mask[0])
-            if kind == "special" and n_spans > n_special:
-                half = len(piece) // 2
-                pending[:0] = [piece[:half], piece[half:]]
-                continue
-            sents, kind_now = sentinel_ids(tokenizer, n_spans)
-            inp, tgt, skip = corrupt(piece, mask, sents, end)
-            seq = [pre] + inp + tgt
-            if len(seq) > window:
-                half = len(piece) // 2
-                pending[:0] = [piece[:half], piece[half:]]
-                continue
-            seqs.append(seq)
-            starts.append(1 + len(inp) + skip)
+            ex = span_corrupt(piece, rng, sents, pre, end, density, mean_span)
+            seqs.append(ex.ids)
+            starts.append(len(ex.inputs))
             owner.append(d)
-            kind = kind_now
-            c += 1
     return seqs, starts, owner, kind
 
 
@@ -214,3 +186,38 @@ def sc_ppl_rows(
             "provenance": prov,
         },
     ]
+
+
+PROBE = register_probe(
+    Probe(
+        name=SC_PPL,
+        description="span-corruption perplexity of held-out text (the zoo's T5-style layout)",
+        needs="heldout",
+        params=(
+            Param(
+                "noise_density",
+                float,
+                NOISE_DENSITY,
+                "share of tokens dropped into spans",
+                minimum=0.0,
+                maximum=1.0,
+                exclusive_minimum=True,
+                exclusive_maximum=True,
+            ),
+            Param("mean_span", float, MEAN_SPAN, "mean noise-span length in tokens", minimum=1.0),
+            Param("seed", int, 0, "seed of the noise masks (with document and chunk)", minimum=0),
+            Param(
+                "window",
+                int,
+                None,
+                "tokens per corrupted sequence (default: the model's)",
+                minimum=8,
+                nullable=True,
+                option="--window",
+            ),
+        ),
+        metrics=("sc_loss", "sc_ppl"),
+        run=sc_ppl_rows,
+        capability=CAPABILITY,
+    )
+)

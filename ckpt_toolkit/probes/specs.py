@@ -6,12 +6,15 @@ content hash, the window, the seed, the number of shots, the item limit and the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..specs import spec_hash
+from .registry import PROBE_ORDER, all_probes, get_probe
 
-PROBES = ("ppl", "sc_ppl", "kshot")
+#: the built-in probes (every registered probe: :func:`ckpt_toolkit.probes.registry.probe_names`)
+PROBES = PROBE_ORDER
 SPEC_VERSION = 1
 
 
@@ -41,9 +44,18 @@ class ProbeSpec:
         return f"{self.probe}/{self.task}/{self.shots}shot"
 
 
-#: default parameters of each probe (documented in docs/probes.md)
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "ppl": {"window": None, "stride": None},
-    "sc_ppl": {"noise_density": 0.15, "mean_span": 3.0, "seed": 0, "window": None},
-    "kshot": {"seed": 1234, "separator": "\n\n", "max_new_tokens": 32},
-}
+class _Defaults(Mapping[str, dict[str, Any]]):
+    """Probe name -> its default parameters, read from each probe's registry declaration."""
+
+    def __getitem__(self, probe: str) -> dict[str, Any]:
+        return get_probe(probe).defaults
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(all_probes())
+
+    def __len__(self) -> int:
+        return len(all_probes())
+
+
+#: default parameters of each probe (``ckpt probe --list`` prints them; docs/probes.md)
+DEFAULTS: Mapping[str, dict[str, Any]] = _Defaults()

@@ -11,7 +11,8 @@ Layouts (``<s>`` = BOS, ``</s>`` = EOS, ``<X_i>`` = sentinel ``<extra_id_i>``):
 
 * ``clm`` -- causal LM. ``<s> x1 .. x_{L-1}``; targets: every token after ``<s>``.
 * ``span`` -- T5-style span corruption (noise density 0.15, mean span 3; T5's
-  ``random_spans_noise_mask``) laid out for a decoder-only model:
+  ``random_spans_noise_mask``; one implementation, :mod:`ckpt_toolkit.span_corruption`, shared
+  with the ``sc_ppl`` probe) laid out for a decoder-only model:
   ``<s> [corrupted input] <X_0> span_0 <X_1> span_1 ... </s>``, where the corrupted input is the
   text with each noise span replaced by its sentinel. Targets: the sentinel-delimited spans and
   ``</s>`` (the part after the corrupted input); no loss on ``<s>`` or the corrupted input.
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 
 from ..errors import ParameterError
+from ..span_corruption import span_corrupt, span_raw_length
 
 IGNORE = -100
 
@@ -61,46 +63,6 @@ class SpecialIds:
         return cls(tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tuple(sentinels))
 
 
-def random_spans_noise_mask(
-    length: int, noise_density: float, mean_span: float, rng: np.random.Generator
-) -> np.ndarray:
-    """T5's noise mask: ``round(length*density)`` noise tokens in ``round(noise/mean_span)``
-    spans, alternating non-noise / noise segments of random lengths, starting with non-noise."""
-    num_noise = int(round(length * noise_density))
-    num_noise = min(max(num_noise, 1), length - 1)
-    num_spans = max(1, int(round(num_noise / mean_span)))
-    num_nonnoise = length - num_noise
-    num_spans = min(num_spans, num_noise, num_nonnoise)
-
-    def segment(n: int, k: int) -> np.ndarray:
-        # random partition of n items into k non-empty segments
-        cuts = np.sort(rng.choice(np.arange(1, n), size=k - 1, replace=False)) if k > 1 else []
-        return np.diff(np.concatenate([[0], cuts, [n]])).astype(int)
-
-    noise_lens = segment(num_noise, num_spans)
-    nonnoise_lens = segment(num_nonnoise, num_spans)
-    mask = np.zeros(length, dtype=bool)
-    pos = 0
-    for a, b in zip(nonnoise_lens, noise_lens):
-        pos += a
-        mask[pos : pos + b] = True
-        pos += b
-    return mask
-
-
-def num_spans(length: int, noise_density: float, mean_span: float) -> int:
-    num_noise = min(max(int(round(length * noise_density)), 1), length - 1)
-    return min(max(1, int(round(num_noise / mean_span))), num_noise, length - num_noise)
-
-
-def span_raw_length(seq_len: int, noise_density: float, mean_span: float) -> int:
-    """The most raw tokens whose span-corrupted layout fits in ``seq_len``."""
-    n = seq_len - 2
-    while n > 2 and n + 2 * num_spans(n, noise_density, mean_span) + 2 > seq_len:
-        n -= 1
-    return n
-
-
 def clm_example(window: list[int], seq_len: int, ids: SpecialIds) -> tuple[list[int], list[int]]:
     x = [ids.bos] + list(window[: seq_len - 1])
     return x, [IGNORE] + x[1:]
@@ -122,28 +84,24 @@ def span_example(
     noise_density: float = 0.15,
     mean_span: float = 3.0,
 ) -> tuple[list[int], list[int]]:
+    """Span corruption of the first ``span_raw_length(seq_len)`` tokens of ``window`` (the shared
+    implementation in :mod:`ckpt_toolkit.span_corruption`, which the ``sc_ppl`` probe scores)."""
     n = span_raw_length(seq_len, noise_density, mean_span)
-    raw = list(window[:n])
-    mask = random_spans_noise_mask(len(raw), noise_density, mean_span, rng)
-    inputs: list[int] = [ids.bos]
-    targets: list[int] = []
-    k = -1
-    for i, (tok, noisy) in enumerate(zip(raw, mask)):
-        if noisy:
-            if i == 0 or not mask[i - 1]:
-                k += 1
-                if k >= len(ids.sentinels):
-                    raise ParameterError(
-                        f"span corruption needs more than {len(ids.sentinels)} sentinel tokens; "
-                        "train the tokenizer with more (zoo option tokenizer.n_sentinels)"
-                    )
-                inputs.append(ids.sentinels[k])
-                targets.append(ids.sentinels[k])
-            targets.append(tok)
-        else:
-            inputs.append(tok)
-    targets.append(ids.eos)
-    return inputs + targets, [IGNORE] * len(inputs) + targets
+    try:
+        ex = span_corrupt(
+            list(window[:n]),
+            rng,
+            [[s] for s in ids.sentinels],
+            [ids.bos],
+            [ids.eos],
+            noise_density,
+            mean_span,
+        )
+    except ParameterError as err:
+        raise ParameterError(
+            f"{err}; train the tokenizer with more (zoo option tokenizer.n_sentinels)"
+        ) from None
+    return ex.ids, [IGNORE] * len(ex.inputs) + ex.targets
 
 
 UL2_DENOISERS: list[tuple[float, tuple]] = [
