@@ -16,8 +16,8 @@ from ckpt_toolkit.analysis.pairwise import (
     parse_combine,
     write_outputs,
 )
-from ckpt_toolkit.analysis.pairwise_compare import PairwiseComparator, model_splits, pairs_within
-from ckpt_toolkit.analysis.pairwise_core import bootstrap_accuracy, credit_matrix
+from ckpt_toolkit.analysis.pairwise.compare import PairwiseComparator, model_splits, pairs_within
+from ckpt_toolkit.analysis.pairwise.core import bootstrap_accuracy, credit_matrix
 from ckpt_toolkit.errors import ParameterError
 
 FAST = dict(n_splits=3, n_boot=30, progress=False)
@@ -278,7 +278,7 @@ def test_write_outputs(tmp_path):
 def test_rank_correlations_match_scipy():
     from scipy import stats
 
-    from ckpt_toolkit.analysis.pairwise_core import rank_correlations
+    from ckpt_toolkit.analysis.pairwise.core import rank_correlations
 
     rng = np.random.default_rng(5)
     t = rng.integers(0, 5, size=15).astype(float)  # with ties

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ckpt_toolkit.analysis.pairwise_store import model_table_from_store, summary_proxies
+from ckpt_toolkit.analysis.pairwise import model_table_from_store, summary_proxies
 from ckpt_toolkit.cli import main
 from ckpt_toolkit.store import ResultsStore
 

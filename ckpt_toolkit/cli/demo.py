@@ -16,7 +16,7 @@ def run_demo(
     preset: str, zoo: Path, store: Path, reports: Path, seed: int = 0, work: Path | None = None
 ) -> dict[str, float]:
     """Run every stage; returns the wall time of each stage in seconds."""
-    from ..analysis import dynamics, pairwise, pairwise_store
+    from ..analysis import dynamics, pairwise
     from ..finetune import run_finetune
     from ..probes import run_probes
     from ..reports import run_reports
@@ -50,13 +50,8 @@ def run_demo(
     st = ResultsStore(store, read_only=True)
     df = st.to_pandas()
     dynamics.run_dynamics(df, work / "dynamics")
-    table = pairwise_store.model_table_from_store(df, st.checkpoints(), pool="final")
-    result = pairwise.evaluate_pairwise(
-        table,
-        pairwise_store.task_targets(table),
-        pairwise_store.summary_proxies(table),
-        progress=False,
-    )
+    # the same inputs and defaults as `ckpt pairwise --store` and the proxies report
+    _, result = pairwise.evaluate_store(df, st.checkpoints(), source=str(store), progress=False)
     pairwise.write_outputs(result, work / "pairwise")
     times["analyses"] = time.perf_counter() - t
 

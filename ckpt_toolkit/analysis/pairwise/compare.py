@@ -17,11 +17,39 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import ParameterError
-from .pairwise_core import valid_pairs
+from ...errors import ParameterError
+from .core import valid_pairs
 
 CLASSIFIERS = ("xgboost", "logreg")
 FEATURES = ("diff", "prod", "i", "j")
+#: fewest models on the train side of a split for the comparator to be fitted (10 pairs)
+MIN_TRAIN_MODELS = 5
+#: fewest models on the test side of a split for the comparator to be scored (3 pairs)
+MIN_TEST_MODELS = 3
+
+
+def split_sizes(n: int, train_frac: float = 0.6) -> tuple[int, int]:
+    """(train, test) model counts of a split of ``n`` models (each side at least 2)."""
+    n_train = min(max(2, int(round(train_frac * n))), n - 2)
+    return n_train, n - n_train
+
+
+def comparator_skip_reason(n: int, train_frac: float = 0.6) -> str | None:
+    """Why the learned comparator is not fitted on ``n`` models, or None when it is.
+
+    Below :data:`MIN_TRAIN_MODELS` train models or :data:`MIN_TEST_MODELS` test models per split
+    a comparator's split-to-split spread says nothing (5 models give 3 train / 2 test models:
+    one test pair, so every split scores 0 or 1)."""
+    if n < 4:
+        return f"only {n} models: a split needs at least 2 models per side"
+    n_train, n_test = split_sizes(n, train_frac)
+    if n_train < MIN_TRAIN_MODELS or n_test < MIN_TEST_MODELS:
+        return (
+            f"only {n} models: a {train_frac:.0%}/{1 - train_frac:.0%} split puts {n_train} on the "
+            f"train side and {n_test} on the test side; the comparator needs at least "
+            f"{MIN_TRAIN_MODELS} train and {MIN_TEST_MODELS} test models per split"
+        )
+    return None
 
 
 def feature_names(proxies: Sequence[str]) -> list[str]:
@@ -48,7 +76,7 @@ def model_splits(
         raise ParameterError(
             f"learning to compare needs at least 4 models (2 per side of a split); got {n}"
         )
-    n_train = min(max(2, int(round(train_frac * n))), n - 2)
+    n_train, _ = split_sizes(n, train_frac)
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n_splits):

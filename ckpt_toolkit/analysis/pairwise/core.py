@@ -4,7 +4,9 @@ Everything here is a pure function of numpy arrays: one entry per model. A *pair
 *valid* for a target when the models' target scores differ by more than ``min_gap``; a proxy
 *credits* a valid pair with 1 when it orders the two models like the target does, 0 when it
 orders them the other way, and 0.5 (``ties="half"``) or nothing (``ties="exclude"``) when the
-proxy ties. Matrices are symmetric n×n with a False diagonal, so sums over them count every
+proxy ties. A *target tie* (gap at or below ``min_gap``) is left out (``target_ties="drop"``,
+the default) or kept with half credit for every method (``target_ties="half"``: the target
+cannot order the pair, so any order is half right). Matrices are symmetric n×n with a False diagonal, so sums over them count every
 unordered pair twice — ratios are unaffected.
 """
 
@@ -13,9 +15,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..errors import ParameterError
+from ...errors import ParameterError
 
 TIES = ("half", "exclude")
+TARGET_TIES = ("drop", "half")
 #: relative tolerance under which two proxy values count as a tie (guards float noise in sums)
 TIE_RTOL = 1e-12
 
@@ -25,6 +28,13 @@ def check_ties(ties: str) -> str:
     if ties not in TIES:
         raise ParameterError(f"ties must be one of {TIES}, not {ties!r}")
     return ties
+
+
+def check_target_ties(target_ties: str) -> str:
+    """Validate the target-tie rule (``drop`` or ``half``)."""
+    if target_ties not in TARGET_TIES:
+        raise ParameterError(f"target_ties must be one of {TARGET_TIES}, not {target_ties!r}")
+    return target_ties
 
 
 def proxy_ties(p: np.ndarray) -> np.ndarray:
@@ -41,21 +51,38 @@ def valid_pairs(t: np.ndarray, min_gap: float = 0.0) -> np.ndarray:
     return np.abs(t[:, None] - t[None, :]) > min_gap
 
 
+def counted_pairs(t: np.ndarray, min_gap: float = 0.0, target_ties: str = "drop") -> np.ndarray:
+    """n×n boolean: the pairs an accuracy counts — the valid pairs (``drop``), or every pair of
+    two different models (``half``: target ties stay in, with half credit)."""
+    if check_target_ties(target_ties) == "drop":
+        return valid_pairs(t, min_gap)
+    n = len(t)
+    return ~np.eye(n, dtype=bool)
+
+
 def credit_matrix(
-    t: np.ndarray, p: np.ndarray, *, min_gap: float = 0.0, ties: str = "half"
+    t: np.ndarray,
+    p: np.ndarray,
+    *,
+    min_gap: float = 0.0,
+    ties: str = "half",
+    target_ties: str = "drop",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(credit, mask): per-pair credit of proxy ``p`` on target ``t`` and the pairs that count.
 
     ``credit[i, j]`` is 1 if sign(p_i − p_j) = sign(t_i − t_j), 0 if opposite and 0.5 on a
     proxy tie (``ties="half"``); with ``ties="exclude"`` proxy ties are removed from ``mask``.
+    Target ties are left out of ``mask`` (``target_ties="drop"``) or credited 0.5 (``half``).
     """
     check_ties(ties)
     t = np.asarray(t, dtype=float)
     p = np.asarray(p, dtype=float)
-    mask = valid_pairs(t, min_gap)
+    mask = counted_pairs(t, min_gap, target_ties)
     tie = proxy_ties(p)
     agree = np.sign(p[:, None] - p[None, :]) == np.sign(t[:, None] - t[None, :])
     credit = np.where(tie, 0.5, agree.astype(float))
+    if target_ties == "half":
+        credit = np.where(valid_pairs(t, min_gap), credit, 0.5)
     if ties == "exclude":
         mask = mask & ~tie
     return credit, mask
@@ -82,7 +109,7 @@ def bootstrap_accuracy(credit: np.ndarray, mask: np.ndarray, weights: np.ndarray
     """Accuracy under each bootstrap resample of models.
 
     A resample holding model i w_i times holds every pair (i, j) w_i·w_j times; copies of one
-    model have no target gap, so they never form a valid pair. Hence
+    model are never a pair (the mask's diagonal is False). Hence
     acc_b = Σ w_i w_j c_ij m_ij / Σ w_i w_j m_ij.
     """
     if weights.shape[0] == 0:
@@ -106,6 +133,8 @@ def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, floa
 def minmax(x: np.ndarray) -> np.ndarray:
     """Min-max normalise to [0, 1] over the pool; a constant column maps to 0."""
     x = np.asarray(x, dtype=float)
+    if x.size == 0 or not np.isfinite(x).any():
+        return np.zeros_like(x)
     lo, hi = np.nanmin(x), np.nanmax(x)
     if not np.isfinite(hi - lo) or hi == lo:
         return np.zeros_like(x)

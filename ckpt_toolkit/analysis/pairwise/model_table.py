@@ -16,9 +16,9 @@ column                        meaning
 ``cap_kshot_acc:<cap>``       mean of ``kshot_acc:<task>`` over the tasks of capability ``<cap>``
 ``cap_kshot_logprob:<cap>``   the same for ``kshot_logprob``
 ``kshot_acc``                 mean of ``kshot_acc:<task>`` over all tasks (same for logprob)
-``ext_<metric>:<task>``       imported results (probe ``lm-eval`` / ``import``); metrics that are
-                              perplexities (``ppl``, ``*perplexity*``) enter as ``ext_inv_<m>``
-                              = 1/value, ``loss``/``bpb``-like ones as ``ext_neg_<m>`` = −value
+``ext_<metric>:<task>``       imported results (probe ``lm-eval`` / ``import``); metrics declared
+                              lower-is-better (:mod:`.direction`) enter as ``ext_inv_<m>`` =
+                              1/value when a perplexity, else as ``ext_neg_<m>`` = −value
 ``sft:<task>``                target: post-fine-tuning score (probe ``sft``, metric ``score``)
 ``sft:<task>/<dataset>``      target: post-fine-tuning accuracy on one dataset of the task
 ============================  =================================================================
@@ -34,10 +34,12 @@ import json
 import numpy as np
 import pandas as pd
 
-from ..errors import ParameterError
+from ...errors import ParameterError
+from .direction import is_lower_better, is_perplexity
 
 POOLS = ("final", "all")
-_LOWER_BETTER = ("loss", "bpb", "nll", "bits")
+#: probe names of imported results (``ckpt import``)
+IMPORTED_PROBES = ("lm-eval", "import")
 
 
 def _latest(df: pd.DataFrame) -> pd.DataFrame:
@@ -138,13 +140,12 @@ def model_table_from_store(
                 parts.append(cap)
 
     # imported results
-    ext = df[df["probe"].isin(["lm-eval", "import"])]
+    ext = df[df["probe"].isin(IMPORTED_PROBES)]
     for metric, rows in ext.groupby("metric"):
-        m = str(metric).lower()
-        if "ppl" in m or "perplexity" in m:
+        if is_perplexity(metric):
             rows = rows[rows["value"] > 0]
             parts.append(_pivot(rows, lambda t, m=metric: f"ext_inv_{m}:{t}", lambda v: 1.0 / v))
-        elif any(k in m for k in _LOWER_BETTER):
+        elif is_lower_better(metric):
             parts.append(_pivot(rows, lambda t, m=metric: f"ext_neg_{m}:{t}", lambda v: -v))
         else:
             parts.append(_pivot(rows, lambda t, m=metric: f"ext_{m}:{t}"))
