@@ -48,9 +48,11 @@ def log_x(x: Any) -> np.ndarray:
     return np.log10(np.where(arr > 0, arr, floor))
 
 
-def _as_list(value: str | Iterable[Any] | None) -> list[Any]:
+def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
+    if isinstance(value, (int, float)):
+        return [value]
     if isinstance(value, str):
         return [v for v in value.split(",") if v.strip()] if "," in value else [value]
     return list(value)
