@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,15 +92,25 @@ class Taxonomy:
                 )
 
     # -- lookups ---------------------------------------------------------------------------
-    def lookup(self, task: str, capability: str | None = None) -> BenchmarkInfo:
-        """Category, chance and group of ``task``; ``capability`` (a probe row's own label)
-        decides the category when the task is not in the taxonomy."""
-        entry: dict[str, Any] | None = self.benchmarks.get(task)
+    def _entry(self, name: str) -> dict[str, Any] | None:
+        entry: dict[str, Any] | None = self.benchmarks.get(name)
         if entry is None:
-            low = task.lower()
+            low = name.lower()
             entry = next((e for k, e in self.benchmarks.items() if k.lower() == low), None)
         if entry is None:
-            entry = next((e for p, e in self.patterns.items() if fnmatch.fnmatch(task, p)), None)
+            entry = next((e for p, e in self.patterns.items() if fnmatch.fnmatch(name, p)), None)
+        return entry
+
+    def lookup(self, task: str, capability: str | None = None) -> BenchmarkInfo:
+        """Category, chance and group of ``task``; ``capability`` (a probe row's own label)
+        decides the category when the task is not in the taxonomy.
+
+        The name is looked up as given, then normalised (:func:`normalize_task_name`: split and
+        format suffixes stripped, so ``hellaswag_val_rc_5shot`` is ``hellaswag``)."""
+        entry = self._entry(task)
+        if entry is None:
+            norm = normalize_task_name(task)
+            entry = self._entry(norm) if norm != task else None
         if entry is not None:
             group = entry.get("group")
             return BenchmarkInfo(
@@ -124,6 +135,44 @@ class Taxonomy:
     def is_loss_metric(self, metric: str) -> bool:
         """Whether ``metric`` is lower-is-better (perplexity, loss, bits per byte, ...)."""
         return metric.split(",")[0] in self.lower_is_better
+
+    def is_loss_series(self, task: str, metric: str) -> bool:
+        """Whether (``task``, ``metric``) is a language-modelling loss series: an eval-loss
+        metric (cross-entropy, bits per byte, loss) on any task, or a perplexity-like metric
+        on a language-modelling task (``lambada`` with ``ppl``)."""
+        base = metric.split(",")[0]
+        if base.lower() in EVAL_LOSS_METRICS:
+            return True
+        return self.is_loss_metric(base) and self.lookup(task).category == "language_modeling"
+
+
+#: Metric names that are an evaluation loss on whatever task carries them (lower-cased).
+EVAL_LOSS_METRICS = frozenset(
+    {"loss", "ce_loss", "crossentropyloss", "cross_entropy", "xent", "bpb", "bits_per_byte"}
+)
+#: Split and format suffixes stripped (repeatedly, from the end) before a taxonomy lookup.
+_TASK_SUFFIX_RE = re.compile(
+    r"[_-](val|validation|valid|test|dev|train|rc|mc|mcf|cf|gen|olmes|var|"
+    r"\d+[_-]?shots?|len[_-]?norm|length[_-]?normalized|bpb|ce)$"
+)
+
+
+def normalize_task_name(task: str) -> str:
+    """The benchmark name under split/format decorations, for taxonomy lookups.
+
+    Lower-cases, keeps the last ``/`` component, drops OLMES ``::suite`` and ``:mc`` / ``:rc``
+    style variants, then strips suffixes such as ``_val``, ``_test``, ``_rc``, ``_mc``,
+    ``_5shot``, ``_len_norm``, ``-validation`` from the end, repeatedly:
+    ``hellaswag_val_rc_5shot_len_norm`` → ``hellaswag``; ``arc_challenge:mc::olmes`` →
+    ``arc_challenge``; ``c4_en-validation`` → ``c4_en``.
+    """
+    name = str(task).strip().lower().rsplit("/", 1)[-1]
+    name = name.split("::", 1)[0].split(":", 1)[0]
+    while True:
+        stripped = _TASK_SUFFIX_RE.sub("", name)
+        if stripped == name or not stripped:
+            return name
+        name = stripped
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -18,8 +18,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from ..analysis.taxonomy import Taxonomy, load_taxonomy
 from ..errors import ImportFormatError
 from ..specs import spec_hash
@@ -27,11 +25,12 @@ from ..store import ResultsStore
 from .common import (
     ImportReport,
     as_number,
+    checked_int,
     checkpoint_name,
-    family_tokens_per_step,
     parse_size,
     parse_step,
 )
+from .tokens import TokensPerStep, tokens_per_step_for
 
 PROBE = "lm-eval"
 _META_KEYS = {"alias", "samples", "name", "sample_len", " "}
@@ -53,14 +52,28 @@ def parse_model_args(value: Any, path: Path) -> dict[str, str]:
     return out
 
 
-def _load_json(path: Path) -> Any:
+def load_json(path: Path) -> Any:
+    """Parse a JSON results file; every failure is an :class:`ImportFormatError` naming it
+    (unreadable, not UTF-8, invalid JSON, nested too deeply, a number too long)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise ImportFormatError(f"{path} is not valid JSON: {exc}") from None
+        raw = path.read_bytes()
     except OSError as exc:
         raise ImportFormatError(f"cannot read {path}: {exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ImportFormatError(
+            f"{path} is not UTF-8 text (byte {exc.start}: {raw[exc.start : exc.start + 1]!r}); "
+            "results files must be UTF-8 JSON"
+        ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ImportFormatError(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ImportFormatError(f"{path}: JSON nested too deeply to be a results file") from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python's digit limit
+        raise ImportFormatError(f"{path} is not valid JSON: {exc}") from None
 
 
 def _split_metric(key: str) -> tuple[str, str]:
@@ -69,22 +82,36 @@ def _split_metric(key: str) -> tuple[str, str]:
     return name, filt
 
 
+def _mapping(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ImportFormatError(
+            f"{path}: '{key}' must be a mapping of task names, not {type(value).__name__}"
+        )
+    return value
+
+
 def parse_lm_eval(
     data: Any,
     path: Path,
     *,
     taxonomy: Taxonomy | None = None,
     run: str | None = None,
-    tokens_per_step: int | None = None,
+    tokens_per_step: TokensPerStep = None,
     report: ImportReport | None = None,
+    source: str | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows (store format) and checkpoint metadata of one parsed lm-eval results document.
 
-    Raises :class:`ImportFormatError` naming ``path`` and the key for malformed input; records
-    skipped metrics (non-numeric, NaN, group aggregates) in ``report``.
+    Raises :class:`ImportFormatError` naming ``path`` and the key for malformed input (wrong
+    types, shots that are not whole non-negative numbers, numbers beyond 2^63); records skipped
+    metrics (non-numeric, NaN, group aggregates), "other" tasks and assumed tokens in ``report``.
     """
     tax = taxonomy or load_taxonomy()
     report = report if report is not None else ImportReport()
+    source = source or str(path.absolute())
     if not isinstance(data, dict):
         raise ImportFormatError(
             f"{path}: top level must be a JSON object, not {type(data).__name__}"
@@ -101,6 +128,8 @@ def parse_lm_eval(
 
     # -- which model, which step ------------------------------------------------------------
     model = margs.get("pretrained") or data.get("model_name") or config.get("pretrained")
+    if model is not None and not isinstance(model, str):
+        raise ImportFormatError(f"{path}: the model name must be text, not {model!r:.60}")
     if not model and not run:
         raise ImportFormatError(
             f"{path}: cannot tell the model: config.model_args has no 'pretrained=' and there is "
@@ -108,7 +137,7 @@ def parse_lm_eval(
         )
     run_name = run or str(model).rstrip("/").split("/")[-1]
     revision = margs.get("revision") or config.get("model_revision") or data.get("model_revision")
-    step = parse_step(revision)
+    step = parse_step(revision if isinstance(revision, str) else None)
     step_source = "revision"
     if step is None:
         step = parse_step(path.stem)
@@ -119,54 +148,66 @@ def parse_lm_eval(
                 "step",
                 f"no revision=stepN in config.model_args; step {step} taken from the file name",
             )
-    tps = tokens_per_step or family_tokens_per_step(str(model or run_name))
-    tokens = step * tps if (step is not None and tps) else None
+    step = checked_int(step, f"{path}: step (from the {step_source})")
+    tps, warning = tokens_per_step_for(
+        run_name, tokens_per_step, family_name=str(model or run_name)
+    )
+    tokens = None
+    if step is not None and tps:
+        if warning:
+            report.warn(warning)
+        tokens = checked_int(step * tps, f"{path}: tokens = step {step} x {tps} tokens/step")
     # 0.4.x records the real parameter count (config.model_num_parameters); else the size name
-    n_params = as_number(config.get("model_num_parameters"))
-    params = int(n_params) if n_params and n_params > 0 else parse_size(str(model or run_name))
+    n_params = checked_int(
+        config.get("model_num_parameters"), f"{path}: config.model_num_parameters"
+    )
+    params = n_params if n_params else parse_size(str(model or run_name))
     ckpt = checkpoint_name(run_name, step)
     layout = (
         "0.4"
         if (
             "n-shot" in data
             or "configs" in data
-            or any(isinstance(v, dict) and any("," in k for k in v) for v in results.values())
+            or any(isinstance(v, dict) and any("," in str(k) for k in v) for v in results.values())
         )
         else "old"
     )
 
-    n_shot = data.get("n-shot") or {}
-    n_samples = data.get("n-samples") or {}
-    versions = data.get("versions") or {}
-    group_subtasks = data.get("group_subtasks") or {}
-
-    def shots_of(task: str) -> int:
-        raw = n_shot.get(task, config.get("num_fewshot", 0))
-        try:
-            return int(raw or 0)
-        except (TypeError, ValueError):
-            raise ImportFormatError(
-                f"{path}: n-shot of task {task!r} is {raw!r}, not an integer"
-            ) from None
+    n_shot = _mapping(data, "n-shot", path)
+    n_samples = _mapping(data, "n-samples", path)
+    versions = _mapping(data, "versions", path)
+    group_subtasks = _mapping(data, "group_subtasks", path)
+    default_shots = checked_int(config.get("num_fewshot"), f"{path}: config.num_fewshot") or 0
 
     rows: list[dict[str, Any]] = []
     for task, metrics in results.items():
         if not isinstance(metrics, dict):
             raise ImportFormatError(f"{path}: results.{task} must be a mapping of metric → value")
         subs = group_subtasks.get(task) or []
-        if subs and any(s in results for s in subs):
+        if not isinstance(subs, list):
+            raise ImportFormatError(f"{path}: group_subtasks.{task} must be a list of task names")
+        if subs and any(isinstance(s, str) and s in results for s in subs):
             # 0.4.x repeats group aggregates (e.g. "mmlu") next to their subtasks; the taxonomy
             # recomputes the group from the subtasks, so storing both would double count.
             report.skip(path, f"{task}", "group aggregate (its subtasks are imported)")
             continue
         info = tax.lookup(task)
-        shots = shots_of(task)
+        shots = (
+            checked_int(n_shot[task], f"{path}: n-shot.{task}")
+            if n_shot.get(task) is not None
+            else default_shots
+        )
         n = None
         ns = n_samples.get(task)
         if isinstance(ns, dict):
-            n = as_number(ns.get("effective", ns.get("original")))
+            n = checked_int(ns.get("effective", ns.get("original")), f"{path}: n-samples.{task}")
+        elif ns is not None:
+            raise ImportFormatError(
+                f"{path}: n-samples.{task} must be a mapping {{original, effective}}, not {ns!r:.60}"
+            )
+        version = versions.get(task)
         for key, raw in metrics.items():
-            name, filt = _split_metric(key)
+            name, filt = _split_metric(str(key))
             if name in _META_KEYS or name.endswith("_stderr"):
                 continue
             value = as_number(raw)
@@ -177,6 +218,10 @@ def parse_lm_eval(
             se_key = f"{name}_stderr,{filt}" if filt else f"{name}_stderr"
             stderr = as_number(metrics.get(se_key))
             metric = name if filt in ("", "none") else f"{name},{filt}"
+            loss = tax.is_loss_series(task, metric)
+            category = "language_modeling" if loss and not info.known else info.category
+            if category == "other":
+                report.other_tasks.add(task)
             rows.append(
                 {
                     "run": run_name,
@@ -186,29 +231,30 @@ def parse_lm_eval(
                     "params": params,
                     "probe": PROBE,
                     "task": task,
-                    "capability": info.category,
+                    "capability": category,
                     "metric": metric,
                     "value": value,
                     "stderr": stderr,
-                    "n": None if n is None else int(n),
+                    "n": n,
                     "shots": shots,
                     "spec_hash": spec_hash(
-                        {
-                            "importer": PROBE,
-                            "version": versions.get(task),
-                            "limit": config.get("limit"),
-                        }
+                        {"importer": PROBE, "version": version, "limit": config.get("limit")}
                     ),
-                    "provenance": {
-                        "source": str(path.resolve()),
-                        "importer": PROBE,
-                        "layout": layout,
-                        "model": model,
-                        "model_args": margs,
-                        "step_from": step_source,
-                        "tokens_per_step": tps,
-                        "task_version": versions.get(task),
-                    },
+                    "provenance": json.dumps(
+                        {
+                            "source": source,
+                            "importer": PROBE,
+                            "layout": layout,
+                            "model": model,
+                            "model_args": margs,
+                            "step_from": step_source,
+                            "tokens_per_step": tps,
+                            "tokens_assumed": bool(warning) and tokens is not None,
+                            "task_version": version,
+                        },
+                        sort_keys=True,
+                        default=str,
+                    ),
                 }
             )
     meta = {
@@ -217,25 +263,13 @@ def parse_lm_eval(
         "step": step,
         "tokens": tokens,
         "params": params,
-        "path": None,
         "config": {
-            "source": str(path.resolve()),
             "model": model,
-            "model_args": margs,
             "lm_eval_model": config.get("model"),
+            "imports": [{"source": source, "importer": PROBE, "model_args": margs}],
         },
     }
     return rows, meta
-
-
-def find_result_files(path: str | Path) -> list[Path]:
-    """``path`` itself if a file, else every ``*.json`` below it (recursive, sorted)."""
-    p = Path(path)
-    if p.is_file():
-        return [p]
-    if p.is_dir():
-        return sorted(q for q in p.rglob("*.json") if q.is_file())
-    raise ImportFormatError(f"lm-eval results not found: {p}")
 
 
 def import_lm_eval(
@@ -244,44 +278,23 @@ def import_lm_eval(
     *,
     taxonomy: Taxonomy | None = None,
     run: str | None = None,
-    tokens_per_step: int | None = None,
+    tokens_per_step: TokensPerStep | str = None,
     progress: bool = True,
 ) -> ImportReport:
     """Import an lm-eval results file, or every ``*.json`` under a folder, into ``store``.
 
     All rows land in one transaction (re-importing replaces them: no duplicates). In a folder,
     JSON files without a ``results`` key are skipped (and reported); a single file must be one.
+    Columnar aggregate JSON (BigScience) is recognised too.
     """
-    tax = taxonomy or load_taxonomy()
-    st = store if isinstance(store, ResultsStore) else ResultsStore(store)
-    if isinstance(path, (str, Path)):
-        files, single = find_result_files(path), Path(path).is_file()
-    else:
-        files, single = [Path(p) for p in path], False
-    report = ImportReport()
-    by_key: dict[tuple, dict[str, Any]] = {}
-    metas: dict[str, dict[str, Any]] = {}
-    for f in tqdm(files, desc="import lm-eval", unit="file", disable=not progress):
-        data = _load_json(f)
-        if not single and isinstance(data, dict) and "results" not in data:
-            report.skip(f, f.name, "no 'results' key (not an lm-eval results file)")
-            continue
-        rows, meta = parse_lm_eval(
-            data, f, taxonomy=tax, run=run, tokens_per_step=tokens_per_step, report=report
-        )
-        report.files.append(str(f))
-        for r in rows:
-            k = (r["checkpoint"], r["task"], r["metric"], r["shots"], r["spec_hash"])
-            if k in by_key:
-                prev = by_key[k]["provenance"]["source"]
-                report.skip(f, f"{r['task']}/{r['metric']}", f"duplicate of {prev} (later wins)")
-            by_key[k] = r
-        metas[meta["checkpoint"]] = meta
-        if meta["checkpoint"] not in report.checkpoints:
-            report.checkpoints.append(meta["checkpoint"])
-        if meta["run"] not in report.runs:
-            report.runs.append(meta["run"])
-    if not files:
-        raise ImportFormatError(f"no *.json files found under {path}")
-    report.rows_written = st.upsert(list(by_key.values()), checkpoints=metas.values())
-    return report
+    from .auto import import_results
+
+    return import_results(
+        path,
+        store,
+        taxonomy=taxonomy,
+        run=run,
+        tokens_per_step=tokens_per_step,
+        fmt="json",
+        progress=progress,
+    )
