@@ -310,3 +310,118 @@ def test_group_col_pairs_only_within_groups():
     comp = res.comparator.set_index("method")
     assert comp.loc["proxy:p", "accuracy_mean"] == 1.0
     assert res.summary["config"]["group_col"] == "size"
+
+
+# -- issue 12 item 7 / issue 15 item 4: model names, direction, target ties, comparator minimum
+def test_target_ties_half_counts_tied_pairs_with_half_credit():
+    res = evaluate_pairwise(
+        small_table(), ["sft:x"], ["kshot"], target_ties="half", auto_combine=False, **FAST
+    )
+    acc = res.proxy_accuracy.iloc[0]
+    # the 9 valid pairs score 6.5 (see above); the D = E target tie adds one pair worth 0.5
+    assert (acc["accuracy"], acc["n_pairs"]) == (pytest.approx(7 / 10), 10)
+    assert res.summary["config"]["target_ties"] == "half"
+    with pytest.raises(ParameterError, match="target_ties"):
+        evaluate_pairwise(small_table(), ["sft:x"], ["kshot"], target_ties="third", **FAST)
+
+
+def test_comparator_not_fitted_below_the_minimum_and_says_why():
+    with pytest.warns(PairwiseWarning, match="not fitted"):
+        res = evaluate_pairwise(random_table(n=5), ["sft:a"], ["good", "noise"], **FAST)
+    assert res.summary["comparator"]["fitted"] is False
+    assert "5 models" in res.summary["comparator"]["reason"]
+    assert (res.comparator["kind"] == "proxy").all()  # proxies on the splits, no comparator
+    assert res.importance.empty and res.borda.empty
+    # 8 models split 5 / 3: the smallest pool the comparator is fitted on
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PairwiseWarning)
+        res8 = evaluate_pairwise(random_table(n=8), ["sft:a"], ["good", "noise"], **FAST)
+    assert res8.summary["comparator"]["fitted"] is True
+    assert "comparator:xgboost" in set(res8.comparator["method"])
+
+
+def test_model_name_column_is_detected_and_never_a_proxy():
+    df = random_table(n=10).drop(columns=["model"])
+    df.insert(0, "id", np.arange(100, 110))  # numeric: used to become a proxy
+    res = evaluate_pairwise(df, ["sft:a"], auto_combine=False, **FAST)
+    assert list(res.table["model"]) == [str(i) for i in range(100, 110)]
+    assert "id" not in set(res.proxy_accuracy["proxy"])
+    assert set(res.proxy_accuracy["proxy"]) == {"anti", "noise", "good"}  # sft:b is a target
+    with pytest.raises(ParameterError, match="names the models"):
+        evaluate_pairwise(df, ["sft:a"], ["id", "good"], **FAST)
+    named = df.rename(columns={"id": "name"})
+    res = evaluate_pairwise(named, ["sft:a"], ["good"], **FAST)
+    assert res.table["model"].iloc[0] == "100"
+    # no name column at all: row numbers, and a warning saying so
+    with pytest.warns(PairwiseWarning, match="--model-col"):
+        res = evaluate_pairwise(df.drop(columns=["id"]), ["sft:a"], ["good"], **FAST)
+    assert res.table["model"].iloc[0] == "row0"
+
+
+def test_orientation_warnings_never_suggest_flipping_an_oriented_column():
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=10)
+    ppl = np.exp(-t)
+    df = pd.DataFrame(
+        {"model": [f"m{i}" for i in range(10)], "inv_ppl": 1 / ppl, "1/perplexity": 1 / ppl,
+         "lambada_ppl": ppl, "neg_bpb": -t, "sft:a": t}
+    )  # fmt: skip
+    with pytest.warns(PairwiseWarning) as rec:
+        evaluate_pairwise(df, ["sft:a"], auto_combine=False, **FAST)
+    text = " | ".join(str(w.message) for w in rec)
+    assert "'lambada_ppl' names 'ppl'" in text and "--invert lambada_ppl" in text
+    for oriented in ("inv_ppl", "1/perplexity", "neg_bpb"):
+        assert f"--invert {oriented}" not in text
+    # asking to invert an oriented column warns the other way
+    with pytest.warns(PairwiseWarning, match="already oriented") as rec:
+        evaluate_pairwise(df, ["sft:a"], ["inv_ppl"], invert=["inv_ppl"], **FAST)
+    assert not any("pass --invert" in str(w.message) for w in rec)
+
+
+def test_direction_comes_from_the_declared_table():
+    from ckpt_toolkit.analysis.pairwise import direction
+    from ckpt_toolkit.analysis.taxonomy import load_taxonomy
+
+    declared = {m.lower() for m in load_taxonomy().lower_is_better}
+    for m in declared:
+        assert direction.is_lower_better(m)
+        assert direction.lower_better_metric_in(f"task_{m}") == m
+    assert not direction.is_lower_better("acc")
+    assert direction.lower_better_metric_in("kshot_logprob:capitals") is None
+
+
+# -- issue 16 item 3: the ground truth's own signal
+def test_ground_truth_signal_matches_a_hand_computation():
+    from ckpt_toolkit.analysis.pairwise import MIN_SIGNAL_RATIO, ground_truth_signal
+
+    rows = []
+    scores = {"flat": [0.5, 0.6, 0.7], "wide": [0.1, 0.5, 0.9], "nose": [0.2, 0.3, 0.4]}
+    stderr = [0.05, 0.05, 0.1]
+    for task, vals in scores.items():
+        for i, (v, se) in enumerate(zip(vals, stderr)):
+            rows.append(dict(checkpoint=f"m{i}", probe="sft", task=task, metric="score",
+                             value=v, stderr=None if task == "nose" and i == 1 else se))  # fmt: skip
+    rows.append(dict(checkpoint="m0", probe="kshot", task="flat", metric="acc", value=1.0))
+    sig = ground_truth_signal(pd.DataFrame(rows)).set_index("target")
+    mean_se2 = (0.05**2 + 0.05**2 + 0.1**2) / 3  # 0.005
+    # flat: variance (ddof 1) of 0.5, 0.6, 0.7 = 0.01; wide: of 0.1, 0.5, 0.9 = 0.16
+    assert sig.loc["sft:flat", "var_between"] == pytest.approx(0.01)
+    assert sig.loc["sft:flat", "mean_sq_stderr"] == pytest.approx(mean_se2)
+    assert sig.loc["sft:flat", "ratio"] == pytest.approx(2.0)
+    assert sig.loc["sft:wide", "ratio"] == pytest.approx(32.0)
+    assert MIN_SIGNAL_RATIO == 4
+    assert sig.loc["sft:flat", "ground_truth"] == "within noise"
+    assert sig.loc["sft:wide", "ground_truth"] == "separates models"
+    assert sig.loc["sft:nose", "ground_truth"] == "stderr unknown"  # one stderr missing
+    assert sig.loc["sft:flat", "n_models"] == 3
+    only2 = ground_truth_signal(pd.DataFrame(rows), models=["m0", "m1"]).set_index("target")
+    assert only2.loc["sft:wide", "ratio"] == pytest.approx(0.08 / 0.0025)
+    # evaluate_pairwise marks a within-noise target's accuracies as not meaningful
+    table = pd.DataFrame({"model": ["m0", "m1", "m2"], "p": [1, 2, 3],
+                          "sft:flat": scores["flat"], "sft:wide": scores["wide"]})  # fmt: skip
+    res = evaluate_pairwise(table, ["sft:flat", "sft:wide"], ["p"], signal=sig.reset_index(),
+                            **FAST)  # fmt: skip
+    acc = res.proxy_accuracy.set_index("target")
+    assert bool(acc.loc["sft:flat", "meaningful"]) is False
+    assert bool(acc.loc["sft:wide", "meaningful"]) is True
+    assert res.summary["per_target"]["sft:flat"]["ground_truth"] == "within noise"

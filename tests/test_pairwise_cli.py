@@ -196,3 +196,121 @@ def test_cli_on_store(tmp_path):
     # within the pool, inv_ppl orders sft:math perfectly (both increase with quality q)
     a = acc.set_index(["proxy", "target"]).loc[("inv_ppl", "sft:math")]
     assert a["accuracy"] == 1.0
+
+
+# -- one input path: `ckpt pairwise --store`, `ckpt demo` and the proxies notebook ----------
+def _run_notebook_analysis(store_path, **params):
+    """The proxies notebook's parameter and analysis cells, run in-process (no kernel)."""
+    import nbformat
+
+    from ckpt_toolkit.reports import notebooks_dir
+
+    nb = nbformat.read(notebooks_dir() / "proxies.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", [])
+    ns: dict = {}
+    exec(code[0].source, ns)  # noqa: S102 - our own notebook
+    ns.update(store_path=str(store_path), **params)
+    exec(code[1].source, ns)  # noqa: S102
+    return ns
+
+
+def test_cli_and_notebook_analyse_the_same_models_with_the_same_tables(tmp_path):
+    """The CLI (and `ckpt demo`, which calls the same evaluate_store with the same defaults)
+    and the proxies notebook read one input path: identical models, targets and tables."""
+    import io
+
+    st = ResultsStore(tmp_path / "s.duckdb")
+    st.upsert(store_rows())
+    out = tmp_path / "o"
+    args = ["pairwise", "--store", str(st.path), "--splits", "3", "--n-boot", "20",
+            "--classifier", "logreg", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    ns = _run_notebook_analysis(st.path, n_splits=3, n_boot=20, classifier="logreg")
+    res = ns["res"]
+    # default pool "targets": every checkpoint with a fine-tuning score (all ten here)
+    assert sorted(res.table["model"]) == sorted(f"r{r}@step{s}" for r in range(5) for s in (10, 20))
+    assert res.summary["comparator"]["fitted"]
+    models = pd.read_csv(out / "models.csv")
+    assert list(models["model"]) == list(res.table["model"])
+    for name in ("proxy_accuracy", "comparator", "transfer", "correlations", "gap_quantiles",
+                 "topk", "borda", "importance"):  # fmt: skip
+        cli = pd.read_csv(out / f"{name}.csv")
+        buf = io.StringIO()
+        getattr(res, name).to_csv(buf, index=False)
+        buf.seek(0)
+        assert len(cli), name
+        pd.testing.assert_frame_equal(cli, pd.read_csv(buf), obj=name)
+
+
+def _mixed_store_rows() -> list[dict]:
+    """Probe rows on zoo checkpoints plus imported lm-eval rows on other checkpoints (no sft):
+    the store on which the proxies report failed with `zero-size array ... fmin`."""
+    rows = []
+    for r in range(3):
+        for step in (10, 20):
+            ck = dict(run=f"zoo{r}", checkpoint=f"zoo{r}@{step}", step=step, tokens=step * 100)
+            rows.append(dict(ck, probe="ppl", task="wiki", metric="ppl", value=10 / (r + step)))
+            rows.append(dict(ck, probe="kshot", task="capitals", metric="acc",
+                             value=0.1 * r + step / 100, shots=0))  # fmt: skip
+    for r in range(4):
+        for step in (1000, 2000, 3000):
+            ck = dict(run=f"pythia{r}", checkpoint=f"pythia{r}@{step}", step=step,
+                      tokens=step * 2_000_000)  # fmt: skip
+            q = r + step / 1000
+            for i, task in enumerate(("arc_easy", "piqa", "sciq", "lambada")):
+                rows.append(dict(ck, probe="lm-eval", task=task, metric="acc",
+                                 value=0.3 + 0.02 * q + 0.01 * ((i * r + step) % 3)))  # fmt: skip
+            rows.append(dict(ck, probe="lm-eval", task="lambada", metric="ppl", value=40 / q))
+    return rows
+
+
+def test_store_mixing_probe_and_imported_rows(tmp_path):
+    from ckpt_toolkit.analysis.pairwise import pairwise_inputs
+    from ckpt_toolkit.errors import ParameterError
+
+    df = pd.DataFrame(_mixed_store_rows())
+    inp = pairwise_inputs(df)
+    assert inp.stand_in and inp.targets == ["ext_acc:arc_easy", "ext_acc:piqa", "ext_acc:sciq"]
+    # the models are the checkpoints that carry the targets; inv_ppl (zoo only) is left out
+    assert sorted(inp.table["model"]) == sorted(
+        f"pythia{r}@{s}" for r in range(4) for s in (1000, 2000, 3000)
+    )
+    assert "inv_ppl" not in inp.proxies and "ext_inv_ppl:lambada" in inp.proxies
+    assert any("inv_ppl" in n for n in inp.notes)
+    # the notebook path (which crashed in np.nanmin) runs to the end
+    st = ResultsStore(tmp_path / "mixed.duckdb")
+    st.upsert(_mixed_store_rows())
+    ns = _run_notebook_analysis(st.path, n_splits=2, n_boot=10, classifier="logreg")
+    assert len(ns["res"].table) == 12 and ns["stand_in"] is True
+    # proxies named on models that lack them: a named error, not a numpy traceback
+    with pytest.raises(ParameterError, match="usable models"):
+        from ckpt_toolkit.analysis.pairwise import evaluate_store
+
+        evaluate_store(df, proxies=["inv_ppl"], n_splits=2, n_boot=5, progress=False)
+    only_zoo_proxies = df[~((df["probe"] == "lm-eval") & (df["task"] == "lambada"))]
+    with pytest.raises(ParameterError, match="no proxy is measured"):
+        pairwise_inputs(only_zoo_proxies[only_zoo_proxies["probe"] != "kshot"])
+
+
+def test_cli_table_with_id_column(tmp_path, capsys):
+    t = np.array([0.1, 0.4, 0.2, 0.9, 0.5])
+    df = pd.DataFrame({"id": [7, 3, 5, 1, 2], "inv_ppl": t + 0.01, "ppl": 1 / (t + 0.01),
+                       "sft:a": t})  # fmt: skip
+    csv = tmp_path / "m.csv"
+    df.to_csv(csv, index=False)
+    out = tmp_path / "o"
+    rc = main(["pairwise", "--table", str(csv), "--invert", "ppl", "--target-ties", "half",
+               "--splits", "2", "--n-boot", "5", "--out", str(out), "--no-progress"])  # fmt: skip
+    assert rc == 0
+    text = capsys.readouterr()
+    both = text.out + text.err
+    assert "comparator: not fitted" in both and "5 models" in both
+    assert "--invert inv_ppl" not in both
+    models = pd.read_csv(out / "models.csv")
+    assert list(models["model"]) == [7, 3, 5, 1, 2]
+    acc = pd.read_csv(out / "proxy_accuracy.csv")
+    assert set(acc["proxy"]) == {"inv_ppl", "ppl", "combo:all"}
+    assert (acc.loc[acc["proxy"] == "inv_ppl", "accuracy"] == 1.0).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["target_ties"] == "half" and summary["config"]["model_col"] == "id"

@@ -183,9 +183,7 @@ def pairwise_inputs(
         measured = [p for p in px if table[p].notna().all()]
         left_out = [p for p in px if p not in measured]
         if left_out and measured:
-            notes.append(
-                f"proxies left out because some models of the pool lack them: {left_out}"
-            )
+            notes.append(f"proxies left out because some models of the pool lack them: {left_out}")
         if not measured:
             with_proxy = table[px].notna().any(axis=1) if px else table["model"].isna()
             raise ParameterError(
