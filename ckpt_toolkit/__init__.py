@@ -1,6 +1,13 @@
 """ckpt_toolkit: probe, fine-tune and compare series of pretraining checkpoints."""
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# OpenMP threads sleep instead of spin-waiting when idle, so a sweep never burns a core another
+# process needs (docs/threads.md). libgomp reads this once, when torch loads it: set here, before
+# any torch import of this package; a value the user set wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def __getattr__(name: str):

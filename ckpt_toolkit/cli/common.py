@@ -78,22 +78,38 @@ def load_cli_config(path: Path, root: Any) -> dict[str, Any]:
     return default_map
 
 
-# -- executor options shared by probe, finetune and zoo train ---------------------------------
-EXECUTOR_OPTION = typer.Option("local", "--executor", help="local (default) or ray.")
+# -- executor options shared by probe, finetune and zoo train (ckpt_toolkit/executors.py) ----
+EXECUTOR_OPTION = typer.Option(
+    "local",
+    "--executor",
+    help="local (this process, default), processes (worker processes) or ray.",
+)
 ADDRESS_OPTION = typer.Option(
     None,
     "--address",
     help="Ray cluster address (with --executor ray; default: RAY_ADDRESS or a local cluster).",
 )
-NUM_CPUS_OPTION = typer.Option(None, "--num-cpus", help="CPUs per Ray task (with --executor ray).")
+NUM_CPUS_OPTION = typer.Option(
+    None, "--num-cpus", help="CPUs per task: caps its threads; Ray reserves them."
+)
 NUM_GPUS_OPTION = typer.Option(
-    None, "--num-gpus", help="GPUs per Ray task, fractions allowed (with --executor ray)."
+    None,
+    "--num-gpus",
+    help="GPUs per task, fractions allowed (default: 1 for --device cuda/auto, else 0).",
 )
 MEMORY_OPTION = typer.Option(
-    None, "--memory", help="Memory per Ray task, e.g. 8GiB (with --executor ray)."
+    None, "--memory", help="Memory per task, e.g. 8GiB (reserved by Ray; limits workers)."
 )
 MAX_RETRIES_OPTION = typer.Option(
     None, "--max-retries", help="Retries of a failed task before it is reported as failed."
+)
+TIMEOUT_OPTION = typer.Option(
+    None, "--timeout", help="Seconds per task attempt; a longer one fails (and is retried)."
+)
+THREADS_OPTION = typer.Option(
+    "auto",
+    "--threads",
+    help="torch threads per task: auto (the free cores, see docs/threads.md) or N.",
 )
 
 
@@ -103,14 +119,27 @@ def executor_options(
     num_gpus: float | None = None,
     memory: str | None = None,
     max_retries: int | None = None,
+    timeout: float | None = None,
+    threads: str | int | None = None,
+    executor: str | None = None,
 ) -> dict[str, Any]:
-    """The executor flags given on the command line (None = not given; get_executor checks
-    that Ray-only flags come with ``--executor ray``)."""
-    opts = dict(
+    """The executor flags given on the command line (None = not given), validated now — before
+    anything loads — against ``executor`` when it is given (``--timeout -1``, ``--executor
+    dask``, ``--address`` without ``--executor ray`` are :class:`ParameterError` naming the flag)."""
+    from ..executors import ExecutorOptions, validate_executor
+
+    opts = ExecutorOptions(
         address=address,
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         memory=memory,
         max_retries=max_retries,
+        timeout=timeout,
+        threads=threads,
     )
-    return {k: v for k, v in opts.items() if v is not None}
+    if executor is not None:
+        validate_executor(executor, opts)
+    given = opts.given()
+    if memory is not None:
+        given["memory"] = memory  # the text as typed; executors parse it again
+    return given

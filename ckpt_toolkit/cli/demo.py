@@ -13,9 +13,16 @@ import typer
 
 
 def run_demo(
-    preset: str, zoo: Path, store: Path, reports: Path, seed: int = 0, work: Path | None = None
+    preset: str,
+    zoo: Path,
+    store: Path,
+    reports: Path,
+    seed: int = 0,
+    work: Path | None = None,
+    threads: int | str | None = None,
 ) -> dict[str, float]:
-    """Run every stage; returns the wall time of each stage in seconds."""
+    """Run every stage; returns the wall time of each stage in seconds. ``threads``: torch
+    threads of the zoo, probe and fine-tune stages (None/"auto": docs/threads.md)."""
     from ..analysis import dynamics, pairwise
     from ..finetune import run_finetune
     from ..probes import run_probes
@@ -31,17 +38,17 @@ def run_demo(
         return time.perf_counter()
 
     t = stage(f"zoo: pretraining the '{preset}' preset into {zoo}")
-    manifest = train_zoo(preset, out=zoo, seed=seed)
+    manifest = train_zoo(preset, out=zoo, seed=seed, threads=threads)
     times["zoo"] = time.perf_counter() - t
 
     t = stage(f"probes: ppl, sc_ppl, kshot on every checkpoint → {store}")
-    report = run_probes(manifest, store)
+    report = run_probes(manifest, store, threads=threads)
     times["probes"] = time.perf_counter() - t
     if not report.ok:
         typer.secho(report.summary(), fg="yellow", err=True)
 
     t = stage("fine-tuning: final checkpoint of every run on every capability task")
-    report = run_finetune(manifest, store)
+    report = run_finetune(manifest, store, threads=threads)
     times["finetune"] = time.perf_counter() - t
     if not report.ok:
         typer.secho(report.summary(), fg="yellow", err=True)
@@ -76,15 +83,21 @@ def register(app: typer.Typer) -> None:
         ),
         reports: Path = typer.Option(Path("reports"), help="Where the HTML reports go."),
         seed: int = typer.Option(0, help="Seed of the world and the zoo."),
+        threads: str = typer.Option(
+            "auto", "--threads", help="torch threads per task: auto (docs/threads.md) or N."
+        ),
     ) -> None:
         """Train the zoo, probe, fine-tune, analyse and write REPORTS/index.html."""
+        from ..threads import parse_threads
+
+        n_threads = parse_threads(threads)  # a bad value fails before anything runs
         try:
             from .. import zoo as _zoo  # noqa: F401
         except ImportError:
             typer.echo("zoo not built yet: the built-in world and zoo are not part of this build.")
             raise typer.Exit(0) from None
         start = time.perf_counter()
-        times = run_demo(preset, zoo, store, reports, seed)
+        times = run_demo(preset, zoo, store, reports, seed, threads=n_threads)
         total = time.perf_counter() - start
         typer.secho("\n".join(f"  {k:<9} {v:7.1f} s" for k, v in times.items()), fg="green")
         typer.secho(f"done in {total:.0f} s — open {reports / 'index.html'}", fg="green", bold=True)

@@ -14,6 +14,8 @@ from .common import (
     NUM_CPUS_OPTION,
     NUM_GPUS_OPTION,
     STORE_OPTION,
+    THREADS_OPTION,
+    TIMEOUT_OPTION,
     executor_options,
 )
 
@@ -50,18 +52,16 @@ def finetune_cmd(
     memory: str | None = MEMORY_OPTION,
     max_retries: int | None = MAX_RETRIES_OPTION,
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    threads: int | None = typer.Option(
-        None, "--threads", help="torch CPU threads for the local executor (default: torch's)."
-    ),
+    timeout: float | None = TIMEOUT_OPTION,
+    threads: str = THREADS_OPTION,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Fine-tune checkpoints on each SFT task's train split; store test scores (probe 'sft')."""
+    options = executor_options(
+        address, num_cpus, num_gpus, memory, max_retries, timeout, threads, executor
+    )
     from ..finetune import run_finetune
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     report = run_finetune(
         source,
         store,
@@ -69,7 +69,7 @@ def finetune_cmd(
         spec=spec,
         checkpoints=checkpoints,
         executor=executor,
-        executor_options=executor_options(address, num_cpus, num_gpus, memory, max_retries),
+        executor_options=options,
         progress=progress,
         only=[s.strip() for s in only.split(",") if s.strip()] if only else None,
         group_by=group_by,

@@ -14,6 +14,8 @@ from .common import (
     NUM_CPUS_OPTION,
     NUM_GPUS_OPTION,
     STORE_OPTION,
+    THREADS_OPTION,
+    TIMEOUT_OPTION,
     executor_options,
 )
 
@@ -55,12 +57,17 @@ def register(app: typer.Typer) -> None:
         num_gpus: float | None = NUM_GPUS_OPTION,
         memory: str | None = MEMORY_OPTION,
         max_retries: int | None = MAX_RETRIES_OPTION,
+        timeout: float | None = TIMEOUT_OPTION,
+        threads: str = THREADS_OPTION,
         tokens_per_step: str | None = typer.Option(
             None, "--tokens-per-step", help="N, or run=N,run2=M: tokens seen = step x N."
         ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     ) -> None:
         """Probe every checkpoint of SOURCE; rows already in the store are not recomputed."""
+        options = executor_options(
+            address, num_cpus, num_gpus, memory, max_retries, timeout, threads, executor
+        )
         from ..checkpoints import resolve_source
         from ..probes import run_probes
         from .checkpoints import parse_tokens_per_step
@@ -74,7 +81,6 @@ def register(app: typer.Typer) -> None:
             params["sc_ppl"] = {"window": window}
         if stride:
             params.setdefault("ppl", {})["stride"] = stride
-        options = executor_options(address, num_cpus, num_gpus, memory, max_retries)
         report = run_probes(
             src,
             store,

@@ -8,11 +8,11 @@ import typer
 
 from .common import (
     ADDRESS_OPTION,
-    EXECUTOR_OPTION,
     MAX_RETRIES_OPTION,
     MEMORY_OPTION,
     NUM_CPUS_OPTION,
     NUM_GPUS_OPTION,
+    TIMEOUT_OPTION,
     executor_options,
 )
 
@@ -32,21 +32,42 @@ def train(
         help="YAML file merged into the preset (world, defaults, variants, ...).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the world, data order and initialization."),
-    executor: str = EXECUTOR_OPTION,
+    executor: str | None = typer.Option(
+        None,
+        "--executor",
+        help="processes (variants side by side; default when --workers > 1), local or ray.",
+    ),
     address: str | None = ADDRESS_OPTION,
     num_cpus: float | None = NUM_CPUS_OPTION,
     num_gpus: float | None = NUM_GPUS_OPTION,
     memory: str | None = MEMORY_OPTION,
     max_retries: int | None = MAX_RETRIES_OPTION,
+    timeout: float | None = TIMEOUT_OPTION,
+    threads: str = typer.Option(
+        "auto",
+        "--threads",
+        help="torch threads per variant: auto (the preset's, 1) or N; workers x threads <= cores.",
+    ),
     runs: str | None = typer.Option(
         None, "--runs", help="Comma-separated variant names to train (default: all)."
     ),
     workers: int | None = typer.Option(
-        None, "--workers", help="Variants trained side by side by the local executor."
+        None,
+        "--workers",
+        help="Variants trained side by side (processes executor; fewer if the cores are busy).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train every variant of a preset; writes OUT/manifest.csv, OUT/world/, OUT/runs/."""
+    options = executor_options(
+        address,
+        num_cpus,
+        num_gpus,
+        memory,
+        max_retries,
+        timeout,
+        executor=executor or "processes",
+    )
     from ..zoo import train_zoo
 
     manifest = train_zoo(
@@ -58,7 +79,8 @@ def train(
         progress=not quiet,
         runs=[r.strip() for r in runs.split(",") if r.strip()] if runs else None,
         workers=workers,
-        executor_options=executor_options(address, num_cpus, num_gpus, memory, max_retries),
+        executor_options=options,
+        threads=threads,
     )
     typer.echo(str(manifest))
 

@@ -21,9 +21,10 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ParameterError
-from ..executors import SweepReport, WorkUnit, get_executor
+from ..executors import SweepReport, WorkUnit
 from ..specs import spec_hash
 from ..store import ResultsStore
+from ..sweep import plan_executor, run_sweep, store_writer
 from ..tasks import TaskItem
 from .spec import load_spec, sft_spec_hash
 
@@ -231,6 +232,7 @@ def run_finetune(
     only: Sequence[str] | None = None,
     group_by: str = "capability",
     device: str = "cpu",
+    threads: int | str | None = None,
 ) -> FinetuneReport:
     """Fine-tune the selected checkpoints of ``source`` on every SFT task and store the scores.
 
@@ -245,6 +247,8 @@ def run_finetune(
         only: restrict to these SFT task names.
         group_by: ``capability`` (default) or ``task`` (see :func:`build_sft_tasks`).
         device: ``cpu`` or ``cuda``.
+        threads: torch threads per unit (``None``/``"auto"``: chosen from the free cores,
+            docs/threads.md). Executor options are validated before any checkpoint loads.
 
     Rows: probe ``sft``; task ``<task>`` metric ``score`` (mean accuracy over its datasets) and
     ``train_loss``; task ``<task>/<dataset>`` metric ``acc``.
@@ -253,6 +257,9 @@ def run_finetune(
     from ..probes.data import load_probe_tasks
 
     eff = load_spec(spec)
+    runner = plan_executor(
+        executor, executor_options, threads=threads, progress=progress, desc="finetune"
+    )
     if not isinstance(store, ResultsStore):
         store = ResultsStore(store)
     if isinstance(source, list) and source and all(isinstance(r, CheckpointRef) for r in source):
@@ -300,15 +307,9 @@ def run_finetune(
                     fn=finetune_unit,
                     args=(ref, task, eff, fp, unit_hash),
                     kwargs={"device": device},
-                    resources={"num_cpus": 1, "num_gpus": 1 if device.startswith("cuda") else 0},
+                    resources={"num_cpus": 1},
+                    device=device,  # the GPU rule: executors.gpus_for_device
                 )
             )
-    opts = {"progress": progress, "desc": "finetune", **(executor_options or {})}
-    runner = get_executor(executor, **opts)
-
-    def on_result(unit: WorkUnit, rows: list[dict[str, Any]]) -> None:
-        report.rows_written += store.upsert(rows, checkpoints=[meta[unit.key]])
-
-    result = runner.run(units, on_result) if units else SweepReport()
-    report.done, report.failed = result.done, result.failed
+    run_sweep(runner, units, store_writer(store, meta), report)
     return report

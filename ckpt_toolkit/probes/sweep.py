@@ -18,8 +18,9 @@ from typing import Any
 from .. import __version__
 from ..checkpoints import CheckpointRef, fingerprint, load_checkpoint, resolve_source, unload
 from ..errors import ParameterError
-from ..executors import SweepReport, WorkUnit, get_executor
+from ..executors import SweepReport, WorkUnit
 from ..store import ResultsStore
+from ..sweep import plan_executor, run_sweep, store_writer
 from ..tasks import TaskItem
 from .data import content_hash, items_hash, load_heldout, load_probe_tasks
 from .kshot import capability_of, kshot_rows
@@ -209,6 +210,7 @@ def run_probes(
     executor_options: dict[str, Any] | None = None,
     progress: bool = True,
     probe_params: dict[str, dict[str, Any]] | None = None,
+    threads: int | str | None = None,
 ) -> ProbeSweepReport:
     """Probe every checkpoint of ``source`` and write the rows to ``store``.
 
@@ -217,6 +219,9 @@ def run_probes(
     file(s)/folder(s) (``<domain>.jsonl`` with ``{"text": ...}`` lines, or ``.txt``). For a zoo
     source both default to its world's ``tasks/`` and ``heldout/`` folders. ``probe_params``
     overrides probe parameters (e.g. ``{"ppl": {"window": 64, "stride": 32}}``).
+    ``threads``: torch threads per checkpoint (``None``/``"auto"``: chosen from the free cores,
+    docs/threads.md); ``executor`` / ``executor_options``: see :mod:`ckpt_toolkit.executors`
+    (validated before any checkpoint is loaded).
     Probes lacking data (no held-out text for ppl, no tasks for kshot) are skipped with a warning.
     """
     probes = _parse_probes(probes)
@@ -229,6 +234,9 @@ def run_probes(
         unknown = set(over) - set(DEFAULTS.get(name, {}))
         if name not in DEFAULTS or unknown:
             raise ParameterError(f"unknown probe parameter(s) {name}: {sorted(unknown) or over}")
+    runner = plan_executor(
+        executor, executor_options, threads=threads, progress=progress, desc="probe"
+    )
     if not isinstance(store, ResultsStore):
         store = ResultsStore(store)
     if isinstance(source, list) and source and all(isinstance(r, CheckpointRef) for r in source):
@@ -270,7 +278,8 @@ def run_probes(
                 fn=probe_checkpoint,
                 args=(ref, pending, data, fp),
                 kwargs={"batch_size": batch_size, "dtype": dtype, "device": device},
-                resources={"num_cpus": 1, "num_gpus": 1 if device.startswith("cuda") else 0},
+                resources={"num_cpus": 1},
+                device=device,  # the GPU rule: executors.gpus_for_device
             )
         )
     if not units and not report.skipped:
@@ -278,12 +287,5 @@ def run_probes(
             "nothing to probe: give --tasks for kshot and/or --heldout for ppl/sc_ppl "
             "(a zoo source provides both)"
         )
-    opts = {"progress": progress, "desc": "probe", **(executor_options or {})}
-    runner = get_executor(executor, **opts)
-
-    def on_result(unit: WorkUnit, rows: list[dict[str, Any]]) -> None:
-        report.rows_written += store.upsert(rows, checkpoints=[meta[unit.key]])
-
-    result = runner.run(units, on_result)
-    report.done, report.failed = result.done, result.failed
+    run_sweep(runner, units, store_writer(store, meta), report)
     return report
