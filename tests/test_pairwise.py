@@ -380,14 +380,17 @@ def test_orientation_warnings_never_suggest_flipping_an_oriented_column():
 
 def test_direction_comes_from_the_declared_table():
     from ckpt_toolkit.analysis.pairwise import direction
-    from ckpt_toolkit.analysis.taxonomy import load_taxonomy
+    from ckpt_toolkit.probes.registry import METRICS
 
-    declared = {m.lower() for m in load_taxonomy().lower_is_better}
-    for m in declared:
-        assert direction.is_lower_better(m)
-        assert direction.lower_better_metric_in(f"task_{m}") == m
-    assert not direction.is_lower_better("acc")
+    for name, m in METRICS.items():
+        assert direction.is_lower_better(name) is (not m.higher_is_better), name
+        if not m.higher_is_better:
+            assert direction.lower_better_metric_in(f"task_{name}") == name.lower()
+    # the disagreement issue 15 found: likelihood_difference is lower-is-better everywhere
+    assert direction.is_lower_better("likelihood_difference")
+    assert direction.is_perplexity("word_perplexity") and not direction.is_perplexity("bpb")
     assert direction.lower_better_metric_in("kshot_logprob:capitals") is None
+    assert direction.lower_better_metric_in("inv_ppl") is None
 
 
 # -- issue 16 item 3: the ground truth's own signal

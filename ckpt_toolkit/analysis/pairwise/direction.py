@@ -1,9 +1,9 @@
 """Which way a metric points, as the pairwise analysis needs it.
 
 The analysis declares no direction of its own: whether a metric is lower-is-better comes from the
-project's one metric-direction table (the taxonomy's ``lower_is_better`` list,
-``ckpt_toolkit/analysis/taxonomy.yaml``). This module only reads it and applies it to column
-names:
+project's one metric-direction table, :data:`ckpt_toolkit.probes.registry.METRICS` (with its
+documented name patterns, :func:`~ckpt_toolkit.probes.registry.metric_info`). This module only
+reads it and applies it to column names:
 
 * :func:`is_lower_better` — a metric name (``ppl``, ``bpb``, ``likelihood_difference``, ...);
 * :func:`lower_better_metric_in` — the lower-is-better metric a *column name* mentions
@@ -30,21 +30,25 @@ ORIENTED_TOKENS = frozenset(
 @lru_cache(maxsize=1)
 def lower_is_better_metrics() -> frozenset[str]:
     """The declared lower-is-better metric names (lower-cased)."""
-    from ..taxonomy import load_taxonomy
+    from ...probes.registry import lower_is_better_metrics as declared
 
-    return frozenset(str(m).lower() for m in load_taxonomy().lower_is_better)
+    return frozenset(m.lower() for m in declared())
 
 
 def is_lower_better(metric: str) -> bool:
     """Whether ``metric`` (a store metric name; lm-eval's ``ppl,none`` filter suffix ignored) is
-    declared lower-is-better."""
-    return str(metric).split(",")[0].strip().lower() in lower_is_better_metrics()
+    declared lower-is-better (unknown names: False, i.e. taken as given)."""
+    from ...probes.registry import higher_is_better
+
+    return higher_is_better(str(metric), default=True) is False
 
 
 def is_perplexity(metric: str) -> bool:
     """A lower-is-better metric that is a perplexity (enters as 1/x rather than −x)."""
-    m = str(metric).lower()
-    return is_lower_better(m) and ("ppl" in m or "perplexity" in m)
+    from ...probes.registry import metric_info
+
+    info = metric_info(str(metric))
+    return info is not None and not info.higher_is_better and info.kind == "perplexity"
 
 
 def _tokens(name: str) -> list[str]:
@@ -63,7 +67,9 @@ def looks_oriented(name: str) -> bool:
 def lower_better_metric_in(name: str) -> str | None:
     """The declared lower-is-better metric a column name mentions (whole name, or a run of its
     ``_``/``:``/``-``-separated tokens: ``lambada_ppl`` → ``ppl``, ``word_perplexity:wikitext``
-    → ``word_perplexity``), else None."""
+    → ``word_perplexity``), else None. Already-oriented names are not looked at."""
+    if looks_oriented(name):
+        return None
     declared = lower_is_better_metrics()
     tokens = _tokens(str(name))
     for size in range(len(tokens), 0, -1):  # longest match first

@@ -35,11 +35,10 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ParameterError
+from ...probes.registry import IMPORTED_PROBES, KSHOT, PPL, SC_PPL, SFT
 from .direction import is_lower_better, is_perplexity
 
 POOLS = ("final", "all")
-#: probe names of imported results (``ckpt import``)
-IMPORTED_PROBES = ("lm-eval", "import")
 
 
 def _latest(df: pd.DataFrame) -> pd.DataFrame:
@@ -90,7 +89,7 @@ def model_table_from_store(
 
     parts: list[pd.DataFrame] = []
     # perplexity probes -> 1/PPL (and geometric-mean aggregates)
-    for probe, metric, prefix in (("ppl", "ppl", "inv_ppl"), ("sc_ppl", "sc_ppl", "inv_sc_ppl")):
+    for probe, metric, prefix in ((PPL, "ppl", "inv_ppl"), (SC_PPL, "sc_ppl", "inv_sc_ppl")):
         sub = df[(df["probe"] == probe) & (df["metric"] == metric)]
         sub = sub[sub["value"] > 0]
         if sub.empty:
@@ -98,13 +97,13 @@ def model_table_from_store(
         parts.append(_pivot(sub, lambda t, p=prefix: f"{p}:{t}", lambda v: 1.0 / v))
         agg = sub.assign(lv=np.log(sub["value"].astype(float))).groupby("checkpoint")["lv"].mean()
         parts.append(np.exp(-agg).rename(prefix).to_frame())
-    sub = df[(df["probe"] == "ppl") & (df["metric"] == "bpb")]
+    sub = df[(df["probe"] == PPL) & (df["metric"] == "bpb")]
     if not sub.empty:
         parts.append(_pivot(sub, lambda t: f"neg_bpb:{t}", lambda v: -v))
         parts.append((-sub.groupby("checkpoint")["value"].mean()).rename("neg_bpb").to_frame())
 
     # k-shot probes
-    ks = df[df["probe"] == "kshot"]
+    ks = df[df["probe"] == KSHOT]
     if not ks.empty:
         if shots is None:
             top = ks.groupby("task")["shots"].transform("max")
@@ -140,7 +139,7 @@ def model_table_from_store(
                 parts.append(cap)
 
     # imported results
-    ext = df[df["probe"].isin(IMPORTED_PROBES)]
+    ext = df[df["probe"].isin(list(IMPORTED_PROBES))]
     for metric, rows in ext.groupby("metric"):
         if is_perplexity(metric):
             rows = rows[rows["value"] > 0]
@@ -151,7 +150,7 @@ def model_table_from_store(
             parts.append(_pivot(rows, lambda t, m=metric: f"ext_{m}:{t}"))
 
     # targets
-    sft = df[df["probe"] == "sft"]
+    sft = df[df["probe"] == SFT]
     score = sft[sft["metric"] == "score"]
     if not score.empty:
         parts.append(_pivot(score, lambda t: f"sft:{t}"))

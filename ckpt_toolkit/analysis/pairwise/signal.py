@@ -21,6 +21,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from ...probes.registry import SFT
+
 #: variance ratio below which a target's ground truth is called within noise
 MIN_SIGNAL_RATIO = 4.0
 
@@ -60,7 +62,7 @@ def ground_truth_signal(
     """
     if rows.empty or "probe" not in rows.columns:
         return pd.DataFrame(columns=SIGNAL_COLUMNS)
-    sft = rows[rows["probe"] == "sft"]
+    sft = rows[rows["probe"] == SFT]
     sft = sft[
         (sft["metric"] == "score")
         | ((sft["metric"] == "acc") & sft["task"].astype(str).str.contains("/", regex=False))
