@@ -298,3 +298,46 @@ def test_cli_filters_and_bad_options(tmp_path):
     assert main([*base, "--last-n", "1"]) == 2
     assert main([*base, "--target", "justatask"]) == 2
     assert main([*base, "--runs", "nope"]) == 2
+
+
+def test_lead_lag_with_a_curve_learned_at_step_zero_warns_nothing():
+    """x_50 = 0 (a curve already at half its final score at initialisation) used to go through
+    np.log and print "divide by zero encountered in log" into the dynamics report."""
+    import warnings
+
+    from ckpt_toolkit.analysis.dynamics import lead_lag
+
+    ph = pd.DataFrame(
+        dict(
+            run=["r", "r", "q", "q"],
+            level="category",
+            category=["knowledge", "code", "knowledge", "code"],
+            x_50=[0.0, 1000.0, 10.0, 3000.0],
+            x_90=[100.0, 2000.0, 100.0, 4000.0],
+            emergence_x=np.nan,
+            final_norm=0.5,
+            status="ok",
+        )
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ll = lead_lag(ph)
+    allrows = ll[ll.run == "(all)"].set_index("category")
+    assert allrows.loc["knowledge", "x_50"] == np.median([0.0, 10.0])
+    assert allrows.loc["knowledge", "reason"] == "leads" and allrows.loc["code", "reason"] == "lags"
+
+
+def test_overview_tables_by_size_and_shots():
+    from ckpt_toolkit.reports import summaries as S
+
+    out = []
+    for run, p in (("zeta", 1e6), ("alpha", 9e6), ("mid", 3e6)):
+        out += rows(run, "capitals", [0.3, 0.5], params=p, steps=[1, 2], shots=0)
+        out += rows(run, "capitals", [0.4, 0.7], params=p, steps=[1, 2], shots=5)
+    df = pd.DataFrame(out)
+    cats = S.category_curves(S.score_rows(df))
+    assert set(cats["category"]) == {"knowledge@0shot", "knowledge@5shot"}
+    fin = S.final_by_size(cats, "step")
+    assert list(fin["run"]) == ["zeta", "mid", "alpha"]
+    assert fin.set_index("run").loc["mid", "knowledge@5shot"] == pytest.approx((0.7 - 0.25) / 0.75)
+    assert S.runs_by_size(df) == ["zeta", "mid", "alpha"]

@@ -168,6 +168,15 @@ def x_column(df: pd.DataFrame, preferred: str = "tokens") -> str:
     return "step"
 
 
+def _hue_order(data: pd.DataFrame, hue: str) -> list[Any]:
+    """Legend order: runs by size (``params``), then name; any other hue by name."""
+    if hue == "run" and "params" in data:
+        from .summaries import runs_by_size
+
+        return [r for r in runs_by_size(data) if r in set(data["run"].dropna())]
+    return sorted(data[hue].dropna().unique(), key=str)
+
+
 def plot_curves(
     df: pd.DataFrame,
     *,
@@ -199,7 +208,7 @@ def plot_curves(
     kw: dict[str, Any] = {"col": col, "col_wrap": col_wrap} if col else {}
     if col and data[col].nunique() < col_wrap:
         kw["col_wrap"] = max(1, data[col].nunique())
-    hue_order = sorted(data[hue].dropna().unique(), key=str)
+    hue_order = _hue_order(data, hue)
     palette = dict(zip(hue_order, sns.color_palette("colorblind", max(len(hue_order), 1))))
     g = sns.relplot(
         data=data,
@@ -281,7 +290,7 @@ def plot_smoothed(
     data = data[data[col].isin(panels)]
     if logx:
         data = data[data["x"] > 0]
-    hues = sorted(data[hue].dropna().unique(), key=str)
+    hues = _hue_order(data, hue)
     palette = dict(zip(hues, sns.color_palette("colorblind", max(len(hues), 1))))
     ncol = min(col_wrap, len(panels)) or 1
     nrow = int(np.ceil(len(panels) / ncol)) or 1

@@ -69,13 +69,54 @@ def score_rows(df: pd.DataFrame, taxonomy=None) -> pd.DataFrame:  # noqa: ANN001
     return ann
 
 
+def runs_by_size(df: pd.DataFrame) -> list[str]:
+    """The runs of ``df`` ordered by size (parameters; unknown last), then name."""
+    size = pd.to_numeric(df.groupby("run")["params"].max(), errors="coerce")
+    order = size.reset_index().sort_values(["params", "run"], na_position="last")
+    return [str(r) for r in order["run"]]
+
+
+def with_shots_label(scores: pd.DataFrame, column: str) -> pd.Series:
+    """``column`` with ``@Kshot`` appended where the same name is measured at several shot
+    counts, so that curves and averages never mix shot settings."""
+    multi = scores.groupby(column)["shots"].transform("nunique") > 1
+    label = scores[column].astype(str) + "@" + scores["shots"].fillna(0).astype(int).astype(str)
+    return scores[column].where(~multi, label + "shot")
+
+
 def category_curves(scores: pd.DataFrame) -> pd.DataFrame:
-    """Mean chance-normalised score per (run, checkpoint, category): benchmarks first averaged
-    over their tasks (MMLU's 57 subjects count once), then over the category's benchmarks."""
-    keys = ["run", "checkpoint", "step", "tokens", "params"]
+    """Mean chance-normalised score per (run, checkpoint, category, shots): benchmarks first
+    averaged over their tasks (MMLU's 57 subjects count once), then over the category's
+    benchmarks at the same shot count (``category`` reads ``knowledge@5shot`` where a category
+    is measured at several shot counts)."""
+    keys = ["run", "checkpoint", "step", "tokens", "params", "shots"]
     per_bench = scores.groupby(keys + ["category", "benchmark"], dropna=False)["normalized"].mean()
     out = per_bench.groupby(level=list(range(len(keys) + 1)), dropna=False).mean().reset_index()
+    out["category"] = with_shots_label(out, "category")
     return out.sort_values(["run", "tokens", "step"]).reset_index(drop=True)
+
+
+def final_by_size(cats: pd.DataFrame, x: str = "tokens") -> pd.DataFrame:
+    """The last checkpoint of each run per category (run × category, chance-normalised), runs
+    listed by size, then name."""
+    last = cats.loc[cats.groupby(["run", "category"])[x].idxmax()]
+    wide = last.pivot_table(index="run", columns="category", values="normalized")
+    size = cats.groupby("run")["params"].max()
+    wide.insert(0, "parameters", size.reindex(wide.index))
+    wide = wide.reset_index().sort_values(["parameters", "run"], na_position="last")
+    wide.columns.name = None
+    return wide.reset_index(drop=True)
+
+
+def decision_curves(da: pd.DataFrame, advice: pd.DataFrame) -> pd.DataFrame:
+    """Decision-accuracy curves of the metrics the advice ranks (its score and loss metrics),
+    with a ``series`` label (``task:metric@Kshot``) and their ``category``, for plotting."""
+    keys = ["task", "metric", "shots"]
+    cats = advice.drop_duplicates(keys)[keys + ["category"]]
+    d = da.merge(cats, on=keys, how="inner")
+    return d.assign(
+        series=d["task"] + ":" + d["metric"] + "@" + d["shots"].astype(int).astype(str) + "shot"
+    )
 
 
 def loss_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
