@@ -20,6 +20,14 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ParameterError
+from ..probes.registry import (
+    HELDOUT_PROBES,
+    KSHOT,
+    LANGUAGE_MODELING,
+    higher_is_better,
+    lower_is_better_metrics,
+    metric_info,
+)
 from ..yamlfiles import deep_merge, read_yaml_mapping
 
 DEFAULT_TAXONOMY_PATH = Path(__file__).with_name("taxonomy.yaml")
@@ -59,7 +67,7 @@ class Taxonomy:
             patterns={str(k): dict(v or {}) for k, v in (data.get("patterns") or {}).items()},
             capability_aliases=dict(data.get("capability_aliases") or {}),
             score_metrics=list(data.get("score_metrics") or ["acc"]),
-            lower_is_better=list(data.get("lower_is_better") or []),
+            lower_is_better=_lower_is_better(data.get("lower_is_better"), source),
             loss_metrics=list(data.get("loss_metrics") or []),
         )
         tax.validate(source)
@@ -133,23 +141,40 @@ class Taxonomy:
         return self.capability_aliases.get(cap, self.capability_aliases.get(cap.lower(), "other"))
 
     def is_loss_metric(self, metric: str) -> bool:
-        """Whether ``metric`` is lower-is-better (perplexity, loss, bits per byte, ...)."""
-        return metric.split(",")[0] in self.lower_is_better
+        """Whether ``metric`` is lower-is-better (perplexity, loss, bits per byte, ...): the
+        registry's direction (:mod:`ckpt_toolkit.probes.registry`), or a name the taxonomy YAML
+        adds under ``lower_is_better``."""
+        base = str(metric).split(",")[0].strip()
+        if base.lower() in {m.lower() for m in self.lower_is_better}:
+            return True
+        return higher_is_better(base) is False
 
     def is_loss_series(self, task: str, metric: str) -> bool:
         """Whether (``task``, ``metric``) is a language-modelling loss series: an eval-loss
         metric (cross-entropy, bits per byte, loss) on any task, or a perplexity-like metric
         on a language-modelling task (``lambada`` with ``ppl``)."""
         base = metric.split(",")[0]
-        if base.lower() in EVAL_LOSS_METRICS:
+        info = metric_info(base)
+        if info is not None and info.kind == "loss":  # an eval loss on whatever task carries it
             return True
-        return self.is_loss_metric(base) and self.lookup(task).category == "language_modeling"
+        return self.is_loss_metric(base) and self.lookup(task).category == LANGUAGE_MODELING
 
 
-#: Metric names that are an evaluation loss on whatever task carries them (lower-cased).
-EVAL_LOSS_METRICS = frozenset(
-    {"loss", "ce_loss", "crossentropyloss", "cross_entropy", "xent", "bpb", "bits_per_byte"}
-)
+def _lower_is_better(extra: Any, source: str) -> list[str]:
+    """The registry's lower-is-better metric names, plus names a taxonomy YAML adds (a metric
+    the registry declares higher-is-better cannot be listed: one declared direction)."""
+    names = lower_is_better_metrics()
+    for m in extra or []:
+        m = str(m)
+        known = metric_info(m)
+        if known is not None and known.name.lower() == m.lower() and known.higher_is_better:
+            raise ParameterError(
+                f"taxonomy {source}: lower_is_better lists {m!r}, which "
+                "ckpt_toolkit.probes.registry.METRICS declares higher-is-better"
+            )
+        if m.lower() not in {n.lower() for n in names}:
+            names.append(m)
+    return names
 #: Split and format suffixes stripped (repeatedly, from the end) before a taxonomy lookup.
 _TASK_SUFFIX_RE = re.compile(
     r"[_-](val|validation|valid|test|dev|train|rc|mc|mcf|cf|gen|olmes|var|"
@@ -239,9 +264,9 @@ def annotate(df: pd.DataFrame, taxonomy: Taxonomy | None = None) -> pd.DataFrame
         if key not in infos:
             info = tax.lookup(str(task), cap)
             cat = info.category
-            if probe in ("ppl", "sc_ppl"):
-                cat = "language_modeling"
-            elif probe == "kshot" and cap is not None:
+            if probe in HELDOUT_PROBES:
+                cat = LANGUAGE_MODELING
+            elif probe == KSHOT and cap is not None:
                 cat = tax.category_of_capability(cap)
             infos[key] = (info.benchmark, cat, info.chance)
         b, c, ch = infos[key]

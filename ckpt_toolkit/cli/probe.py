@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from ..errors import ParameterError
+from ..probes.registry import PROBE_ORDER
 from .common import (
     ADDRESS_OPTION,
     EXECUTOR_OPTION,
@@ -25,11 +27,17 @@ def register(app: typer.Typer) -> None:
 
     @app.command("probe")
     def probe(
-        source: str = typer.Argument(
-            ..., help="Folder, checkpoint-N folders, manifest (.csv/.yaml), or hf://org/repo@rev"
+        source: str | None = typer.Argument(
+            None, help="Folder, checkpoint-N folders, manifest (.csv/.yaml), or hf://org/repo@rev"
         ),
         probes: str = typer.Option(
-            "ppl,sc_ppl,kshot", "--probes", "-p", help="Comma-separated: ppl, sc_ppl, kshot."
+            ",".join(PROBE_ORDER), "--probes", "-p", help="Comma-separated probe names (--list)."
+        ),
+        list_probes: bool = typer.Option(
+            False, "--list", help="List the probes, their parameters and metrics, and exit."
+        ),
+        param: list[str] = typer.Option(
+            [], "--param", help="Probe parameter PROBE.NAME=VALUE (repeatable; see --list)."
         ),
         tasks: str | None = typer.Option(
             None, "--tasks", "-t", help="Task JSONL file(s) or folder(s), comma-separated."
@@ -48,8 +56,8 @@ def register(app: typer.Typer) -> None:
         stride: int | None = typer.Option(
             None, "--stride", help="ppl sliding-window stride (default: window // 2)."
         ),
-        dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
-        device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
+        dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16, float16 or auto."),
+        device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
         store: Path = STORE_OPTION,
         executor: str = EXECUTOR_OPTION,
         address: str | None = ADDRESS_OPTION,
@@ -70,17 +78,20 @@ def register(app: typer.Typer) -> None:
         )
         from ..checkpoints import resolve_source
         from ..probes import run_probes
+        from ..probes.registry import format_probe_list, probe_parameters
         from .checkpoints import parse_tokens_per_step
 
+        if list_probes:
+            typer.echo(format_probe_list())
+            return
+        if source is None:
+            raise ParameterError("missing SOURCE (a checkpoint folder, manifest, ...); or --list")
+        # probe parameters from --window/--stride/--param; run_probes checks every option
+        # (values, ranges, dtype, device) before a checkpoint is loaded
+        params = probe_parameters(probes, {"--window": window, "--stride": stride}, param)
         src: object = source
         if tokens_per_step:
             src = resolve_source(source, tokens_per_step=parse_tokens_per_step(tokens_per_step))
-        params: dict[str, dict] = {}
-        if window:
-            params["ppl"] = {"window": window}
-            params["sc_ppl"] = {"window": window}
-        if stride:
-            params.setdefault("ppl", {})["stride"] = stride
         report = run_probes(
             src,
             store,

@@ -65,6 +65,19 @@ def _check_ppl(params: dict) -> None:
         raise ParameterError(f"--stride ({stride}) must not exceed --window ({window})")
 
 
+def _run_ppl(model, tokenizer, spec: ProbeSpec, texts: list[str], batch_size: int = 8):
+    """:func:`ppl_rows`, after checking a given stride against the model's own window (which
+    is only known once the model is loaded: a stride above it would skip tokens)."""
+    stride = spec.params.get("stride")
+    if stride is not None and not spec.params.get("window"):
+        window = model_max_length(model, tokenizer)
+        if stride > window:
+            raise ParameterError(
+                f"--stride ({stride}) must not exceed the window, here the model's ({window})"
+            )
+    return ppl_rows(model, tokenizer, spec, texts, batch_size)
+
+
 PROBE = register_probe(
     Probe(
         name=PPL,
@@ -91,7 +104,7 @@ PROBE = register_probe(
             ),
         ),
         metrics=("loss", "ppl", "bpb"),
-        run=ppl_rows,
+        run=_run_ppl,
         capability=CAPABILITY,
         check=_check_ppl,
     )

@@ -57,7 +57,7 @@ class Metric:
     ``kind``: ``score`` (accuracy-like, higher is better), ``logprob`` (a log-likelihood, higher
     is better), ``loss`` (a mean NLL / cross-entropy / bits per byte: lower is better, a loss
     series), ``perplexity`` (exp of a loss: lower is better, a loss series; a proxy enters as
-    1/x), ``bias`` (lower is better, not a loss series).
+    1/x), ``error`` and ``bias`` (lower is better, not a loss series).
     """
 
     name: str
@@ -115,8 +115,11 @@ METRICS: dict[str, Metric] = {
         _m("byte_perplexity", False, "perplexity", "perplexity per byte (lm-eval)"),
         _m("bits_per_byte", False, "loss", "bits per byte (lm-eval)"),
         _m("ce_loss", False, "loss", "cross-entropy loss (nats)"),
+        _m("CrossEntropyLoss", False, "loss", "cross-entropy loss (OLMo in-loop evaluation)"),
+        _m("cross_entropy", False, "loss", "cross-entropy loss"),
+        _m("xent", False, "loss", "cross-entropy loss"),
         _m("nll", False, "loss", "negative log-likelihood"),
-        _m("brier_score", False, "loss", "Brier score of the choice probabilities"),
+        _m("brier_score", False, "error", "Brier score of the choice probabilities"),
         # crows_pairs: the log-likelihood gap between the stereotyped and the anti-stereotyped
         # sentence, and the share preferring the stereotype — smaller means less bias (lm-eval
         # declares both higher_is_better: false)
@@ -135,7 +138,7 @@ METRIC_PATTERNS: tuple[tuple[str, Metric], ...] = (
     (r"perplexity|(^|[_/\-.])ppl($|[_/\-.])", _m("perplexity", False, "perplexity", "perplexity")),
     (r"bits_per_byte|(^|[_/\-.])bpb($|[_/\-.])", _m("bpb", False, "loss", "bits per byte")),
     (
-        r"crossentropy|cross_entropy|(^|[_/\-.])(ce_)?loss($|[_/\-.])|(^|[_/\-.])nll($|[_/\-.])",
+        r"crossentropy|cross_entropy|(^|[_/\-.])(ce_)?loss($|[_/\-.])|(^|[_/\-.])(nll|xent)($|[_/\-.])",
         _m("loss", False, "loss", "a loss"),
     ),
     (
@@ -201,7 +204,7 @@ class Param:
 
     def label(self, probe: str) -> str:
         """How errors name this parameter: its CLI option, else ``probe.name``."""
-        return self.option or f"{probe} parameter {self.name!r}"
+        return self.option or f"{probe}.{self.name}"
 
     def check(self, value: Any, probe: str) -> Any:
         """``value`` converted to the parameter's type; :class:`ParameterError` if invalid."""
@@ -274,7 +277,9 @@ class Probe:
     task items (``needs="tasks"``); each row has ``metric``, ``value``, ``stderr``, ``n`` and
     ``provenance``. ``capability`` is a fixed label or a function of the inputs. ``check``
     validates relations between parameters (e.g. stride ≤ window) on the merged parameters.
-    ``uses_shots``: one spec per number of shots (else only 0 shots).
+    ``uses_shots``: one spec per number of shots (else only 0 shots). ``version``: raise it when
+    the probe's numbers change for the same parameters, so stores recompute its rows (it enters
+    the spec hash when above 1).
     """
 
     name: str
@@ -286,6 +291,7 @@ class Probe:
     capability: str | Callable[[Any], str] = LANGUAGE_MODELING
     uses_shots: bool = False
     check: Callable[[dict[str, Any]], None] | None = field(default=None, repr=False)
+    version: int = 1
 
     def __post_init__(self) -> None:
         if self.needs not in NEEDS:
@@ -348,9 +354,8 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    from . import __path__ as pkg_path
-
-    for mod in pkgutil.iter_modules(pkg_path):
+    package = importlib.import_module(__package__)
+    for mod in pkgutil.iter_modules(package.__path__):
         if not mod.name.startswith("_"):
             importlib.import_module(f"{__package__}.{mod.name}")
     _discovered = True
@@ -425,3 +430,112 @@ def validate_sweep_options(
     Param("limit", int, None, "all items", minimum=1, nullable=True, option="--limit").check(
         limit, ""
     )
+
+
+def params_from_options(
+    probes: Sequence[str], options: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Probe parameter overrides from CLI options (``{"--window": 64}``) for the chosen probes.
+
+    Each option goes to every chosen probe with a parameter declaring it; ``None`` means "not
+    given". An option given that no chosen probe takes raises :class:`ParameterError` (it would
+    otherwise be silently ignored).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for option, value in options.items():
+        if value is None:
+            continue
+        takers = [
+            (name, p.name)
+            for name in probes
+            if name in all_probes()
+            for p in get_probe(name).params
+            if p.option == option
+        ]
+        if not takers:
+            users = [
+                n for n, pr in all_probes().items() if any(p.option == option for p in pr.params)
+            ]
+            raise ParameterError(
+                f"{option} applies to probe(s) {', '.join(users) or 'none'}, "
+                f"none of which is in --probes {','.join(probes)}"
+            )
+        for name, param in takers:
+            out.setdefault(name, {})[param] = value
+    return out
+
+
+def _direction(metric: str) -> str:
+    info = metric_info(metric)
+    if info is None:
+        return "direction unknown"
+    text = "higher is better" if info.higher_is_better else "lower is better"
+    return f"{text}, loss series" if info.is_loss else text
+
+
+def format_probe_list() -> str:
+    """The text ``ckpt probe --list`` prints: each probe, its parameters and its metrics."""
+    from ..checkpoints.loading import DTYPES
+
+    needs = {"heldout": "held-out text (--heldout)", "tasks": "task items (--tasks)"}
+    lines: list[str] = []
+    for probe in all_probes().values():
+        lines.append(f"{probe.name}: {probe.description}")
+        shots = ", one spec per --shots value" if probe.uses_shots else ""
+        lines.append(f"  reads: {needs[probe.needs]}{shots}")
+        lines.append(
+            "  parameters (--param PROBE.NAME=VALUE; API: probe_params):"
+            if probe.params
+            else "  parameters: none"
+        )
+        for p in probe.params:
+            lines.append(f"    {p.name}: {p.help} [{p.describe()}]")
+        lines.append("  metrics:")
+        for m in probe.metrics:
+            info = metric_info(m)
+            desc = f" — {info.description}" if info is not None else ""
+            lines.append(f"    {m} ({_direction(m)}){desc}")
+    lines.append("options of every probe:")
+    lines.append(f"  --dtype: one of {', '.join(DTYPES)} (default float32)")
+    lines.append("  --device: cpu, cuda, cuda:N, mps or auto (default cpu)")
+    lines.append("  --batch-size: integer >= 1 (default 16); --limit: integer >= 1 (default all)")
+    lines.append("  --shots: comma-separated integers >= 0 (default 0)")
+    return "\n".join(lines)
+
+
+def parse_param_options(values: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["sc_ppl.seed=3", "kshot.separator=\\n"]`` → ``{"sc_ppl": {"seed": "3"}, ...}``.
+
+    Values stay strings (each :class:`Param` converts and checks its own); ``\\n`` and ``\\t``
+    in a value become a newline and a tab. Errors name the ``--param`` value.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for raw in values:
+        key, sep, value = str(raw).partition("=")
+        probe, dot, name = key.strip().partition(".")
+        if not sep or not dot or not probe or not name:
+            raise ParameterError(f"--param {raw!r}: expected PROBE.NAME=VALUE, e.g. sc_ppl.seed=3")
+        get_probe(probe).param(name)  # unknown probe / parameter raise, naming the known ones
+        out.setdefault(probe, {})[name] = value.replace("\\n", "\n").replace("\\t", "\t")
+    return out
+
+
+def probe_parameters(
+    probes: Sequence[str] | str, options: Mapping[str, Any], param_values: Sequence[str] = ()
+) -> dict[str, dict[str, Any]]:
+    """The ``probe_params`` of a ``ckpt probe`` call: CLI options (``--window``) for the chosen
+    probes (:func:`params_from_options`), then ``--param PROBE.NAME=VALUE`` values over them."""
+    names = (
+        [p.strip() for p in probes.split(",") if p.strip()]
+        if isinstance(probes, str)
+        else list(probes)
+    )
+    unknown = [n for n in names if n not in all_probes()]
+    if unknown or not names:
+        raise ParameterError(
+            f"--probes: unknown probe(s) {unknown or names}; choose from {', '.join(all_probes())}"
+        )
+    out = params_from_options(names, options)
+    for probe, values in parse_param_options(param_values).items():
+        out.setdefault(probe, {}).update(values)
+    return out

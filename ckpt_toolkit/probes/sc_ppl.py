@@ -219,5 +219,8 @@ PROBE = register_probe(
         metrics=("sc_loss", "sc_ppl"),
         run=sc_ppl_rows,
         capability=CAPABILITY,
+        # 2: the zoo's span corruption (shared implementation, zoo chunk length, every target
+        # token scored); version 1 used its own noise mask and skipped the first sentinel
+        version=2,
     )
 )

@@ -31,8 +31,12 @@ class ProbeSpec:
     params: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as hashed: fields, spec version, and the probe's version when above 1."""
         d = asdict(self)
         d["version"] = SPEC_VERSION
+        probe = all_probes().get(self.probe)
+        if probe is not None and probe.version != 1:
+            d["probe_version"] = probe.version  # a probe whose numbers changed gets new hashes
         return d
 
     @property

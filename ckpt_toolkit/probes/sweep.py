@@ -23,10 +23,14 @@ from ..store import ResultsStore
 from ..sweep import plan_executor, run_sweep, store_writer
 from ..tasks import TaskItem
 from .data import content_hash, items_hash, load_heldout, load_probe_tasks
-from .kshot import capability_of, kshot_rows
-from .ppl import CAPABILITY, ppl_rows
-from .sc_ppl import sc_ppl_rows
-from .specs import DEFAULTS, PROBES, ProbeSpec
+from .registry import (
+    PROBE_ORDER,
+    all_probes,
+    get_probe,
+    validate_probe_params,
+    validate_sweep_options,
+)
+from .specs import ProbeSpec
 
 
 @dataclass
@@ -49,9 +53,12 @@ class ProbeData:
 def _parse_probes(probes: Sequence[str] | str) -> list[str]:
     if isinstance(probes, str):
         probes = [p.strip() for p in probes.split(",") if p.strip()]
-    bad = [p for p in probes if p not in PROBES]
+    known = all_probes()
+    bad = [p for p in probes if p not in known]
     if bad or not probes:
-        raise ParameterError(f"unknown probe(s) {bad or probes}; choose from {', '.join(PROBES)}")
+        raise ParameterError(
+            f"--probes: unknown probe(s) {bad or probes}; choose from {', '.join(known)}"
+        )
     return list(dict.fromkeys(probes))
 
 
@@ -86,8 +93,8 @@ def build_specs(
     specs: list[ProbeSpec] = []
     skipped: list[str] = []
     for probe in probes:
-        p = {**DEFAULTS[probe], **params.get(probe, {})}
-        if probe in ("ppl", "sc_ppl"):
+        p = get_probe(probe).validate(params.get(probe))
+        if get_probe(probe).needs == "heldout":
             for domain, texts in sorted(data.heldout.items()):
                 specs.append(
                     ProbeSpec(probe, domain, 0, content_hash(texts), limit, dtype, dict(p))
@@ -98,11 +105,11 @@ def build_specs(
                 n_eval = sum(it.split in ("test", "validation") for it in items)
                 for k in shots:
                     if not n_eval:
-                        skipped.append(f"kshot {task} skipped: no test or validation items")
+                        skipped.append(f"{probe} {task} skipped: no test or validation items")
                         continue
                     if n_train < k:
                         skipped.append(
-                            f"kshot {task} at {k} shots skipped: only {n_train} train items"
+                            f"{probe} {task} at {k} shots skipped: only {n_train} train items"
                         )
                         continue
                     specs.append(
@@ -130,16 +137,10 @@ def probe_checkpoint(
     try:
         for spec in specs:
             t0 = time.perf_counter()
-            if spec.probe == "ppl":
-                part = ppl_rows(model, tok, spec, data.heldout[spec.task], batch_size)
-                capability = CAPABILITY
-            elif spec.probe == "sc_ppl":
-                part = sc_ppl_rows(model, tok, spec, data.heldout[spec.task], batch_size)
-                capability = CAPABILITY
-            else:
-                items = data.tasks[spec.task]
-                part = kshot_rows(model, tok, spec, items, batch_size)
-                capability = capability_of(items)
+            probe = get_probe(spec.probe)
+            inputs = (data.heldout if probe.needs == "heldout" else data.tasks)[spec.task]
+            part = probe.run(model, tok, spec, inputs, batch_size)
+            capability = probe.capability_of(inputs)
             seconds = time.perf_counter() - t0
             for r in part:
                 prov = {
@@ -198,7 +199,7 @@ def _load_data(
 def run_probes(
     source: Any,
     store: str | Path | ResultsStore,
-    probes: Sequence[str] | str = ("ppl", "sc_ppl", "kshot"),
+    probes: Sequence[str] | str = PROBE_ORDER,
     tasks: Any = None,
     heldout: Any = None,
     shots: Sequence[int] | int | str = (0,),
@@ -224,16 +225,11 @@ def run_probes(
     (validated before any checkpoint is loaded).
     Probes lacking data (no held-out text for ppl, no tasks for kshot) are skipped with a warning.
     """
+    # every option is checked here, before a store is opened or a checkpoint loaded
     probes = _parse_probes(probes)
     shot_list = _parse_shots(shots)
-    if batch_size < 1:
-        raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
-    if limit is not None and limit < 1:
-        raise ParameterError(f"limit must be >= 1, got {limit}")
-    for name, over in (probe_params or {}).items():
-        unknown = set(over) - set(DEFAULTS.get(name, {}))
-        if name not in DEFAULTS or unknown:
-            raise ParameterError(f"unknown probe parameter(s) {name}: {sorted(unknown) or over}")
+    validate_sweep_options(dtype=dtype, device=device, batch_size=batch_size, limit=limit)
+    validate_probe_params(probes, probe_params)
     runner = plan_executor(
         executor, executor_options, threads=threads, progress=progress, desc="probe"
     )
@@ -243,8 +239,8 @@ def run_probes(
         refs = list(source)
     else:
         refs = resolve_source(source)
-    need_tasks = "kshot" in probes
-    need_heldout = bool({"ppl", "sc_ppl"} & set(probes))
+    needs = {get_probe(p).needs for p in probes}
+    need_tasks, need_heldout = "tasks" in needs, "heldout" in needs
     done = store.done()
     cache: dict[Any, ProbeData] = {}
     units: list[WorkUnit] = []
@@ -253,10 +249,12 @@ def run_probes(
     warned: set[str] = set()
     for ref in refs:
         data = _load_data(ref, tasks, heldout, need_tasks, need_heldout, cache)
-        for probe, ok in (("kshot", data.tasks), ("ppl", data.heldout), ("sc_ppl", data.heldout)):
-            if probe in probes and not ok and probe not in warned:
+        for probe in probes:
+            tasks_probe = get_probe(probe).needs == "tasks"
+            ok = data.tasks if tasks_probe else data.heldout
+            if not ok and probe not in warned:
                 warned.add(probe)
-                what = "tasks (--tasks)" if probe == "kshot" else "held-out text (--heldout)"
+                what = "tasks (--tasks)" if tasks_probe else "held-out text (--heldout)"
                 warnings.warn(f"probe {probe} skipped for {ref.name}: no {what}", stacklevel=2)
         specs = build_specs(probes, data, shot_list, limit, dtype, probe_params)
         if not specs:
