@@ -331,8 +331,10 @@ class Executor:
             num_gpus = o.num_gpus
         elif "num_gpus" in res:
             num_gpus = res["num_gpus"]
-        else:
+        elif (unit.device or "").strip().lower() == "auto":
             num_gpus = gpus_for_device(unit.device, self.gpus_available())
+        else:
+            num_gpus = gpus_for_device(unit.device)
         memory = o.memory if o.memory is not None else res.get("memory")
         memory = parse_memory(memory, f"work unit {unit.key!r}: memory")
         return {"num_cpus": num_cpus, "num_gpus": num_gpus, "memory": memory}

@@ -178,9 +178,10 @@ class LoadMonitor:
     """Measures how many of this process's CPUs other processes keep busy.
 
     Each call compares ``/proc/stat`` with the previous call's reading (minus this process's own
-    CPU time over the same interval), so a sweep that asks between units pays nothing; a first
-    call, or one less than ``min_interval`` seconds after the last, samples ``sample_s`` seconds.
-    Where ``/proc/stat`` is missing the 1-minute load average stands in.
+    CPU time over the same interval), so a sweep that asks between units pays nothing; only the
+    first call samples ``sample_s`` seconds, and a call less than ``min_interval`` seconds after
+    the last measurement returns that measurement. Where ``/proc/stat`` is missing the 1-minute
+    load average stands in.
     """
 
     def __init__(
@@ -193,6 +194,7 @@ class LoadMonitor:
         self.sample_s, self.min_interval = sample_s, min_interval
         self.quota = cgroup_quota()
         self._last: tuple[float, int, float] | None = None
+        self._value = 0.0
 
     def _take(self) -> tuple[float, int, float] | None:
         text = _read(Path("/proc/stat"))
@@ -209,12 +211,17 @@ class LoadMonitor:
             except (OSError, AttributeError):
                 return 0.0
         base = self._last
-        if base is None or now[0] - base[0] < self.min_interval:
+        if base is not None and now[0] - base[0] < self.min_interval:
+            return self._value  # measured moments ago
+        if base is None:
             base = now
             time.sleep(self.sample_s)
             now = self._take() or base
         self._last = now
-        return busy_others_from(now[1] - base[1], now[2] - base[2], now[0] - base[0], _clk_tck())
+        self._value = busy_others_from(
+            now[1] - base[1], now[2] - base[2], now[0] - base[0], _clk_tck()
+        )
+        return self._value
 
     def budget(self) -> CpuBudget:
         """The :class:`CpuBudget` now."""

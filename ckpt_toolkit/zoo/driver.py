@@ -55,6 +55,22 @@ def _cost(spec: dict[str, Any]) -> float:
     return spec["steps"] * spec["batch_size"] * spec["seq_len"] * per_token
 
 
+def variant_unit(spec: dict[str, Any], out: str | Path) -> WorkUnit:
+    """The work unit that trains one variant into ``out``.
+
+    It reserves the variant's threads as CPUs, and its device decides the GPU request (the GPU
+    rule, :func:`ckpt_toolkit.executors.gpus_for_device`: ``cuda`` and ``auto`` ask Ray for a
+    GPU). The unit writes ``out`` directly, so ``out`` must be on a filesystem the workers share.
+    """
+    return WorkUnit(
+        key=spec["run"],
+        fn=train_variant,
+        args=(spec, str(out)),
+        resources={"num_cpus": spec["threads"]},
+        device=spec["device"],
+    )
+
+
 def write_manifest(out: Path, rows: list[dict[str, Any]]) -> Path:
     """Write ``DIR/manifest.csv`` (rows sorted by run, then step)."""
     path = out / "manifest.csv"
@@ -141,19 +157,7 @@ def train_zoo(
     if per_variant:  # "threads" is a volatile field: changing it does not retrain a variant
         for spec in todo:
             spec["threads"] = max(1, per_variant)
-    units = [
-        WorkUnit(
-            key=s["run"],
-            fn=train_variant,
-            args=(s, str(out)),
-            # a worker reserves the variant's threads; a Ray task also a GPU when the device is
-            # cuda or auto (the GPU rule); it writes DIR directly, so DIR must be on a
-            # filesystem the workers share
-            resources={"num_cpus": s["threads"]},
-            device=s["device"],
-        )
-        for s in todo
-    ]
+    units = [variant_unit(s, out) for s in todo]
     results: dict[str, list[dict]] = {}
     report = run_sweep(ex, units, lambda unit, rows: results.__setitem__(unit.key, rows))
 
