@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..errors import StoreError
+from ..probes.registry import PPL, SFT
 
 
 def require_rows(df: pd.DataFrame, store_path: str) -> pd.DataFrame:
@@ -56,7 +57,7 @@ def score_rows(df: pd.DataFrame, taxonomy=None) -> pd.DataFrame:  # noqa: ANN001
     from ..analysis.taxonomy import annotate, load_taxonomy, normalize_score
 
     tax = taxonomy or load_taxonomy()
-    rows = df[(df["probe"] != "sft") & ~df["metric"].isin(tax.lower_is_better)]
+    rows = df[(df["probe"] != SFT) & ~df["metric"].isin(tax.lower_is_better)]
     if rows.empty:
         return rows.assign(benchmark=[], category=[], chance=[], normalized=[])
     order = {m: i for i, m in enumerate(tax.score_metrics)}
@@ -122,7 +123,7 @@ def decision_curves(da: pd.DataFrame, advice: pd.DataFrame) -> pd.DataFrame:
 def loss_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """Rows of the best available loss-like series and its axis label: held-out ``loss`` from the
     ``ppl`` probe, else LAMBADA perplexity, else nothing."""
-    held = df[(df["probe"] == "ppl") & (df["metric"] == "loss")]
+    held = df[(df["probe"] == PPL) & (df["metric"] == "loss")]
     if len(held):
         return held, "held-out loss (nats / token)"
     lam = df[df["task"].str.startswith("lambada") & (df["metric"] == "ppl")]

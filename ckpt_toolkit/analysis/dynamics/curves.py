@@ -22,12 +22,13 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ParameterError
+from ...probes.registry import HELDOUT_PROBES, SFT, metric_info
 from ..taxonomy import Taxonomy, _provenance_chance, annotate, load_taxonomy, normalize_score
 
 CURVE_KEYS = ["run", "level", "category", "benchmark"]
 EXCLUDED_CATEGORIES = ("other",)
 #: Fine-tuning outcomes are ground truth for paper 1, not pretraining capability curves.
-EXCLUDED_PROBES = ("sft",)
+EXCLUDED_PROBES = (SFT,)
 #: Keys of one benchmark measurement series.
 METRIC_KEYS = ["task", "metric", "shots"]
 
@@ -410,8 +411,15 @@ def curve_noises(cv: pd.DataFrame) -> pd.Series:
 
 
 def _is_perplexity(metric: pd.Series) -> pd.Series:
+    # the registry's kind (ckpt_toolkit/probes/registry.py METRICS): exp of a loss
     m = metric.astype(str)
-    return m.str.contains("ppl") | m.str.contains("perplexity")
+    kinds = {name: _metric_kind(name) for name in m.unique()}
+    return m.map(kinds) == "perplexity"
+
+
+def _metric_kind(metric: str) -> str | None:
+    info = metric_info(metric)
+    return None if info is None else info.kind
 
 
 LOSS_COLUMNS = ["run", "params", "checkpoint", "x", "loss_task", "loss_metric", "loss"]
@@ -444,7 +452,7 @@ def loss_series(
     ppl = _is_perplexity(a["metric"])
     with np.errstate(divide="ignore", invalid="ignore"):
         loss = np.where(ppl, np.log(value.where(value > 0)), value)
-    held = a["probe"].isin(("ppl", "sc_ppl"))
+    held = a["probe"].isin(HELDOUT_PROBES)
     a = a.assign(
         x=a[xcol].astype(float),
         loss=loss,
@@ -485,7 +493,7 @@ def loss_table(
             continue
         src = "/".join(f"{k}={v}" for k, v in spec.items())
         v = h["value"].astype(float)
-        if "ppl" in spec["metric"] or "perplexity" in spec["metric"]:
+        if _metric_kind(spec["metric"]) == "perplexity":
             with np.errstate(divide="ignore", invalid="ignore"):
                 v = np.log(v.where(v > 0))
         parts.append(h.assign(value=v, loss_source=src, _rank=rank))
