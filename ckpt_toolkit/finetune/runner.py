@@ -22,6 +22,7 @@ from typing import Any
 from .. import __version__
 from ..errors import ParameterError
 from ..executors import SweepReport, WorkUnit
+from ..probes.registry import SFT
 from ..specs import spec_hash
 from ..store import ResultsStore
 from ..sweep import plan_executor, run_sweep, store_writer
@@ -115,7 +116,7 @@ def finetune_unit(
     seconds = round(time.perf_counter() - t0, 3)
     base = {
         **ref.store_fields(),
-        "probe": "sft",
+        "probe": SFT,
         "capability": task.capability,
         "shots": 0,
         "spec_hash": unit_hash,

@@ -50,7 +50,9 @@ def _latest(df: pd.DataFrame) -> pd.DataFrame:
 def _pivot(df: pd.DataFrame, name_fn, value_fn=lambda v: v) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame()
-    d = df.assign(col=[name_fn(t) for t in df["task"]], val=value_fn(df["value"].astype(float)))
+    task = df["task"].astype(str)
+    names = {t: name_fn(t) for t in pd.unique(task)}  # Python work per task, not per row
+    d = df.assign(col=task.map(names), val=value_fn(df["value"].astype(float)))
     return d.pivot_table(index="checkpoint", columns="col", values="val", aggfunc="mean")
 
 
@@ -78,7 +80,10 @@ def model_table_from_store(
         raise ParameterError(f"store rows lack column(s) {sorted(missing)}")
     if df.empty:
         raise ParameterError("the results store holds no rows")
-    df = df.copy()
+    # only the columns read here (a store's provenance JSON would be copied by every filter)
+    keep = ["checkpoint", "probe", "task", "metric", "value", "shots", "capability",
+            "created_at", "run", "step", "tokens", "params"]  # fmt: skip
+    df = df[[c for c in keep if c in df.columns]].copy()
     if "shots" not in df.columns:
         df["shots"] = 0
     df["shots"] = df["shots"].fillna(0).astype(int)

@@ -1,0 +1,131 @@
+"""How `ckpt pairwise --store` scales with the rows of a store (issue 14 item 3).
+
+Builds synthetic tidy stores of about 100k and 1M rows (runs × checkpoints × ppl / sc_ppl /
+k-shot rows, fine-tuning rows with standard errors on each run's final checkpoint) in memory and
+times each stage of the pairwise path:
+
+* ``inputs``   — :func:`pairwise_inputs`: rows → per-model table, targets, proxies (row-bound);
+* ``signal``   — :func:`ground_truth_signal` over the whole store (row-bound);
+* ``evaluate`` — :func:`evaluate_pairwise` on the pool (bound by the number of *models*, not rows:
+  pairs grow as models², the comparator as splits × targets × classifiers);
+* ``table_all`` — the per-model table of every checkpoint (``pool="all"``), the row-bound worst
+  case.
+
+Usage::
+
+    python benchmarks/pairwise_scale.py            # 100k and 1M rows
+    python benchmarks/pairwise_scale.py --rows 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+
+from ckpt_toolkit.analysis.pairwise import (
+    evaluate_pairwise,
+    ground_truth_signal,
+    model_table_from_store,
+    pairwise_inputs,
+)
+
+DOMAINS = 10
+TASKS = 75
+CAPS = ("knowledge", "reading", "commonsense", "math", "code")
+ROWS_PER_CHECKPOINT = DOMAINS * 3 + DOMAINS * 2 + TASKS * 3 * 2  # 500
+
+
+def synthetic_store(n_rows: int, n_runs: int = 20, seed: int = 0) -> pd.DataFrame:
+    """A tidy store of about ``n_rows`` rows (columns of the results store that pairwise reads)."""
+    rng = np.random.default_rng(seed)
+    n_ck = max(2, n_rows // (n_runs * ROWS_PER_CHECKPOINT))
+    quality = rng.normal(size=n_runs)
+    blocks = []
+    for r in range(n_runs):
+        for c in range(n_ck):
+            step = (c + 1) * 100
+            q = quality[r] + np.log1p(step)
+            ck = f"run{r}@step{step}"
+            dom = [f"dom{d}" for d in range(DOMAINS)]
+            ppl = np.exp(3 - 0.2 * q + rng.normal(scale=0.05, size=DOMAINS))
+            task = [f"task{t}" for t in range(TASKS)]
+            cap = [CAPS[t % len(CAPS)] for t in range(TASKS)]
+            acc = 1 / (1 + np.exp(-(0.3 * q - 1 + rng.normal(scale=0.3, size=(2, TASKS)))))
+            frame = pd.DataFrame(
+                {
+                    "probe": ["ppl"] * (3 * DOMAINS) + ["sc_ppl"] * (2 * DOMAINS)
+                    + ["kshot"] * (6 * TASKS),
+                    "task": dom * 5 + task * 6,
+                    "capability": [None] * (5 * DOMAINS) + cap * 6,
+                    "metric": ["ppl"] * DOMAINS + ["loss"] * DOMAINS + ["bpb"] * DOMAINS
+                    + ["sc_ppl"] * DOMAINS + ["sc_loss"] * DOMAINS
+                    + ["acc"] * (2 * TASKS) + ["acc_norm"] * (2 * TASKS)
+                    + ["gold_logprob"] * (2 * TASKS),
+                    "value": np.concatenate([ppl, np.log(ppl), np.log(ppl) / 3, ppl * 2,
+                                             np.log(ppl * 2), acc.ravel(), acc.ravel(),
+                                             np.log(acc.ravel())]),
+                    "shots": [0] * (5 * DOMAINS) + ([0] * TASKS + [5] * TASKS) * 3,
+                }
+            )  # fmt: skip
+            frame["run"], frame["checkpoint"], frame["step"] = f"run{r}", ck, step
+            frame["tokens"], frame["stderr"] = step * 4096, np.nan
+            blocks.append(frame)
+        final = f"run{r}@step{n_ck * 100}"
+        sft = pd.DataFrame(
+            {
+                "probe": "sft",
+                "task": list(CAPS),
+                "capability": list(CAPS),
+                "metric": "score",
+                "value": 1 / (1 + np.exp(-(quality[r] + rng.normal(scale=0.2, size=len(CAPS))))),
+                "stderr": 0.02,
+                "shots": 0,
+                "run": f"run{r}",
+                "checkpoint": final,
+                "step": n_ck * 100,
+                "tokens": n_ck * 100 * 4096,
+            }
+        )
+        blocks.append(sft)
+    return pd.concat(blocks, ignore_index=True)
+
+
+def bench(n_rows: int) -> dict[str, float]:
+    """Seconds per stage on a synthetic store of about ``n_rows`` rows."""
+    t = time.perf_counter()
+    df = synthetic_store(n_rows)
+    out = {"rows": float(len(df)), "build_s": time.perf_counter() - t}
+    t = time.perf_counter()
+    inputs = pairwise_inputs(df)
+    out["inputs_s"] = time.perf_counter() - t
+    out["models"] = float(len(inputs.table))
+    t = time.perf_counter()
+    ground_truth_signal(df)
+    out["signal_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    evaluate_pairwise(inputs.table, inputs.targets, inputs.proxies, signal=inputs.signal,
+                      progress=False)  # fmt: skip
+    out["evaluate_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    model_table_from_store(df, pool="all")
+    out["table_all_s"] = time.perf_counter() - t
+    return out
+
+
+def main() -> None:
+    """Print one line per store size."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, nargs="*", default=[100_000, 1_000_000])
+    args = ap.parse_args()
+    print("rows       models  inputs_s  signal_s  evaluate_s  table_all_s")
+    for n in args.rows:
+        r = bench(n)
+        print(f"{int(r['rows']):>9,}  {int(r['models']):>6}  {r['inputs_s']:8.2f}  "
+              f"{r['signal_s']:8.2f}  {r['evaluate_s']:10.2f}  {r['table_all_s']:11.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
