@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .curves import curve_noise
+from .pairs import spearman
 
 MIN_POINTS = 4
 
@@ -62,8 +62,9 @@ def trajectory_correlations(cv: pd.DataFrame) -> pd.DataFrame:
                     }
                 )
                 continue
-            sp = stats.spearmanr(pair[a], pair[b])[0]
-            pe = stats.pearsonr(pair[a], pair[b])[0]
+            va, vb = pair[a].to_numpy(float), pair[b].to_numpy(float)
+            sp = spearman(va, vb)
+            pe = np.corrcoef(va, vb)[0, 1]
             rhos.append((sp, pe))
             rows.append(
                 {**rec, "spearman": float(sp), "pearson": float(pe), "status": "ok", "reason": ""}
@@ -88,16 +89,27 @@ def trajectory_correlations(cv: pd.DataFrame) -> pd.DataFrame:
 def _ols_rmse(
     xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray
 ) -> tuple[float, float, float]:
-    """OLS y ~ 1 + x (statsmodels) fitted on train; (rmse on test, baseline rmse, slope)."""
-    import statsmodels.api as sm
+    """OLS y ~ 1 + x fitted on train; (rmse on test, baseline rmse, slope)."""
+    n = len(xtr)
+    sx, sy = xtr.sum(), ytr.sum()
+    return _ols_from_sums(n, sx, sy, (xtr * xtr).sum(), (xtr * ytr).sum(), xte, yte)
 
-    base = float(np.sqrt(np.mean((ytr.mean() - yte) ** 2)))
-    if np.ptp(xtr) == 0:  # flat siblings carry no information: the fit is the training mean
+
+def _ols_from_sums(
+    n: float, sx: float, sy: float, sxx: float, sxy: float, xte: np.ndarray, yte: np.ndarray
+) -> tuple[float, float, float]:
+    """OLS y ~ 1 + x from its sufficient statistics; (rmse on test, baseline rmse, slope).
+
+    The baseline predicts the training mean; flat training x (no information) gives the
+    baseline itself and a NaN slope."""
+    my = sy / n
+    base = float(np.sqrt(np.mean((my - yte) ** 2)))
+    var = sxx - sx * sx / n
+    if var <= 1e-15 * max(1.0, sxx):
         return base, base, float("nan")
-    fit = sm.OLS(ytr, sm.add_constant(xtr, has_constant="add")).fit()
-    pred = fit.predict(sm.add_constant(xte, has_constant="add"))
-    rmse = float(np.sqrt(np.mean((pred - yte) ** 2)))
-    return rmse, base, float(fit.params[1])
+    slope = (sxy - sx * sy / n) / var
+    pred = my + slope * (xte - sx / n)
+    return float(np.sqrt(np.mean((pred - yte) ** 2))), base, float(slope)
 
 
 def sibling_prediction(cv: pd.DataFrame, train_frac: float = 0.5) -> pd.DataFrame:
@@ -107,7 +119,8 @@ def sibling_prediction(cv: pd.DataFrame, train_frac: float = 0.5) -> pd.DataFram
 
     * ``later_checkpoints`` — fit on the first ``train_frac`` of the run's checkpoints, score
       the rest;
-    * ``other_runs`` — fit on every other run (size), score this run.
+    * ``other_runs`` — fit on every other run (size), score this run (from sufficient
+      statistics: the cost is linear in runs).
 
     ``rmse`` is the held-out error; ``baseline_rmse`` predicts the training mean; ``skill`` =
     1 − rmse / baseline_rmse (> 0: the siblings carry information).
@@ -133,16 +146,18 @@ def sibling_prediction(cv: pd.DataFrame, train_frac: float = 0.5) -> pd.DataFram
                 continue
             d = pd.DataFrame({"y": w[name], "x": w[sibs].mean(axis=1)}).dropna()
             pairs[(run, cat, name)] = d
+    # per (category, benchmark): totals over runs, so "every other run" is total − this run
+    sums: dict[tuple[str, str], np.ndarray] = {}
+    for (_run, cat, name), d in pairs.items():
+        x, y = d["x"].to_numpy(float), d["y"].to_numpy(float)
+        v = np.array([len(x), x.sum(), y.sum(), (x * x).sum(), (x * y).sum()])
+        sums[(cat, name)] = sums.get((cat, name), 0) + v
     for (run, cat, name), d in pairs.items():
         base = dict(run=run, category=cat, benchmark=name)
+        x, y = d["x"].to_numpy(float), d["y"].to_numpy(float)
         n_tr = int(math.floor(len(d) * train_frac))
         if n_tr >= 3 and len(d) - n_tr >= 1:
-            r, bl, slope = _ols_rmse(
-                d["x"].to_numpy()[:n_tr],
-                d["y"].to_numpy()[:n_tr],
-                d["x"].to_numpy()[n_tr:],
-                d["y"].to_numpy()[n_tr:],
-            )
+            r, bl, slope = _ols_rmse(x[:n_tr], y[:n_tr], x[n_tr:], y[n_tr:])
             rows.append(
                 {
                     **base,
@@ -166,27 +181,24 @@ def sibling_prediction(cv: pd.DataFrame, train_frac: float = 0.5) -> pd.DataFram
                     "reason": f"{len(d)} checkpoints: too few to hold out later ones",
                 }
             )
-        others = [v for (r_, c_, n_), v in pairs.items() if c_ == cat and n_ == name and r_ != run]
-        if others:
-            tr = pd.concat(others)
-            if len(tr) >= 3 and len(d) >= 1:
-                r, bl, slope = _ols_rmse(
-                    tr["x"].to_numpy(), tr["y"].to_numpy(), d["x"].to_numpy(), d["y"].to_numpy()
-                )
-                rows.append(
-                    {
-                        **base,
-                        "protocol": "other_runs",
-                        "n_train": len(tr),
-                        "n_test": len(d),
-                        "rmse": r,
-                        "baseline_rmse": bl,
-                        "skill": 1 - r / bl if bl > 0 else np.nan,
-                        "slope": slope,
-                        "status": "ok",
-                        "reason": "",
-                    }
-                )
+        own = np.array([len(x), x.sum(), y.sum(), (x * x).sum(), (x * y).sum()])
+        rest = sums[(cat, name)] - own
+        if rest[0] >= 3 and len(d) >= 1:
+            r, bl, slope = _ols_from_sums(*rest, x, y)
+            rows.append(
+                {
+                    **base,
+                    "protocol": "other_runs",
+                    "n_train": int(rest[0]),
+                    "n_test": len(d),
+                    "rmse": r,
+                    "baseline_rmse": bl,
+                    "skill": 1 - r / bl if bl > 0 else np.nan,
+                    "slope": slope,
+                    "status": "ok",
+                    "reason": "",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -244,13 +256,29 @@ def lead_lag(ph: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+#: Above this many runs, :func:`size_agreement` compares each run only with the next larger one
+#: (all pairs would grow as runs²).
+MAX_RUNS_ALL_PAIRS = 16
+
+
+def _run_pairs(names: list[str], sizes: dict[str, float]) -> list[tuple[str, str]]:
+    """Every pair of runs (by name) up to :data:`MAX_RUNS_ALL_PAIRS` runs; beyond, each run with
+    the next one in size order (size, then name)."""
+    if len(names) <= MAX_RUNS_ALL_PAIRS:
+        return list(itertools.combinations(sorted(names), 2))
+    order = sorted(names, key=lambda r: (np.nan_to_num(sizes.get(r, np.inf), nan=np.inf), r))
+    return list(zip(order[:-1], order[1:]))
+
+
 def size_agreement(cv: pd.DataFrame, n_grid: int = 20) -> pd.DataFrame:
     """Do curve shapes agree across sizes once tokens are normalised?
 
     For every curve (benchmark or category) and pair of runs: the shape is the LOWESS curve
     divided by its final value, on a log grid of normalised tokens — ``fraction`` (x / final x)
     or ``tokens_per_param`` (x / params). Reports the Pearson correlation of the two shapes and
-    their mean absolute difference over the overlapping range.
+    their mean absolute difference over the overlapping range. Every pair of runs is compared
+    up to :data:`MAX_RUNS_ALL_PAIRS` runs; with more, each run is compared with the next larger
+    one (neighbours in size), so the table grows linearly with runs.
     """
     rows: list[dict[str, Any]] = []
     if cv.empty or cv["run"].nunique() < 2:
@@ -276,7 +304,9 @@ def size_agreement(cv: pd.DataFrame, n_grid: int = 20) -> pd.DataFrame:
                 )
                 continue
             runs[run] = (h, final)
-        for (ra, (ha, fa)), (rb, (hb, fb)) in itertools.combinations(sorted(runs.items()), 2):
+        sizes = {r: float(h["params"].iloc[0]) for r, (h, _) in runs.items()}
+        for ra, rb in _run_pairs(list(runs), sizes):
+            (ha, fa), (hb, fb) = runs[ra], runs[rb]
             for norm in ("fraction", "tokens_per_param"):
                 rec = dict(
                     level=level,
@@ -302,7 +332,7 @@ def size_agreement(cv: pd.DataFrame, n_grid: int = 20) -> pd.DataFrame:
                 grid = np.linspace(lo, hi, n_grid)
                 sa = np.interp(grid, la, ha["smooth"].to_numpy(float) / fa)
                 sb = np.interp(grid, lb, hb["smooth"].to_numpy(float) / fb)
-                corr = float(stats.pearsonr(sa, sb)[0]) if sa.std() > 0 and sb.std() > 0 else np.nan
+                corr = float(np.corrcoef(sa, sb)[0, 1]) if sa.std() > 0 and sb.std() > 0 else np.nan
                 rows.append(
                     {
                         **rec,
@@ -323,24 +353,23 @@ def discordant_share(
 
     A pair (i, j) is discordant when the lower-loss checkpoint has the lower score. Returns
     (share of all pairs with distinct values, share among pairs whose score difference exceeds
-    ``z`` stderrs — NaN without stderrs —, number of pairs).
+    ``z`` stderrs — NaN without stderrs —, number of pairs with distinct values).
     """
-    n = len(loss)
-    disc = tot = disc_sig = tot_sig = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            dl, ds = loss[j] - loss[i], score[j] - score[i]
-            if dl == 0 or ds == 0:
-                continue
-            tot += 1
-            d = (dl < 0) != (ds > 0)  # lower loss should mean higher score
-            disc += d
-            if score_se is not None and np.isfinite(score_se[i]) and np.isfinite(score_se[j]):
-                if abs(ds) > z * math.hypot(score_se[i], score_se[j]):
-                    tot_sig += 1
-                    disc_sig += d
-    share = disc / tot if tot else float("nan")
-    share_sig = disc_sig / tot_sig if tot_sig else float("nan")
+    loss = np.asarray(loss, float)
+    score = np.asarray(score, float)
+    i, j = np.triu_indices(len(loss), k=1)
+    dl, ds = loss[j] - loss[i], score[j] - score[i]
+    ordered = (dl != 0) & (ds != 0)
+    disc = ordered & ((dl < 0) != (ds > 0))  # lower loss should mean higher score
+    tot = int(ordered.sum())
+    share = float(disc.sum() / tot) if tot else float("nan")
+    share_sig = float("nan")
+    if score_se is not None:
+        se = np.asarray(score_se, float)
+        known = np.isfinite(se[i]) & np.isfinite(se[j])
+        sig = ordered & known & (np.abs(ds) > z * np.hypot(se[i], se[j]))
+        if sig.any():
+            share_sig = float((disc & sig).sum() / sig.sum())
     return share, share_sig, tot
 
 
@@ -352,7 +381,6 @@ def loss_agreement(cv: pd.DataFrame, loss: pd.DataFrame) -> pd.DataFrame:
     pairs ordered differently; ``discordant_share_beyond_noise`` the same among pairs whose score
     difference exceeds 2 stderrs (for category curves the stderr of the mean).
     """
-    rows: list[dict[str, Any]] = []
     if loss.empty:
         return pd.DataFrame(
             [
@@ -363,46 +391,47 @@ def loss_agreement(cv: pd.DataFrame, loss: pd.DataFrame) -> pd.DataFrame:
                 )
             ]
         )
-    for (run, level, cat, bench), g in cv.groupby(
-        ["run", "level", "category", "benchmark"], sort=True
-    ):
-        lr = loss[loss["run"] == run]
-        base = dict(run=run, level=level, category=cat, benchmark=bench)
-        if lr.empty:
+    keys = ["run", "level", "category", "benchmark"]
+    has_loss = set(loss["run"])
+    m = cv.merge(loss[["run", "checkpoint", "loss", "loss_source"]], on=["run", "checkpoint"])
+    m = m.dropna(subset=["loss", "norm"])
+    groups = m.groupby(keys, sort=True).indices
+    lv, nv = m["loss"].to_numpy(float), m["norm"].to_numpy(float)
+    se, src = m["norm_stderr"].to_numpy(float), m["loss_source"].to_numpy()
+    rows: list[dict[str, Any]] = []
+    for key in cv.groupby(keys, sort=True).groups:
+        base = dict(zip(keys, key))
+        if key[0] not in has_loss:
             rows.append({**base, "status": "skipped", "reason": "run has no loss-like metric"})
             continue
-        m = g.merge(lr[["checkpoint", "loss", "loss_source"]], on="checkpoint").dropna(
-            subset=["loss", "norm"]
-        )
-        if len(m) < 3:
+        idx = groups.get(key, np.array([], dtype=int))
+        if len(idx) < 3:
             rows.append(
                 {
                     **base,
                     "status": "skipped",
-                    "reason": f"{len(m)} checkpoints with both loss and score (< 3)",
+                    "reason": f"{len(idx)} checkpoints with both loss and score (< 3)",
                 }
             )
             continue
-        if m["loss"].nunique() < 2 or m["norm"].nunique() < 2:
+        lk, sk = lv[idx], nv[idx]
+        if np.unique(lk).size < 2 or np.unique(sk).size < 2:
             rows.append(
                 {
                     **base,
-                    "n_points": len(m),
+                    "n_points": len(idx),
                     "status": "skipped",
                     "reason": "constant loss or score: no ordering to compare",
                 }
             )
             continue
-        sp = stats.spearmanr(-m["loss"], m["norm"])[0]
-        share, share_sig, npairs = discordant_share(
-            m["loss"].to_numpy(float), m["norm"].to_numpy(float), m["norm_stderr"].to_numpy(float)
-        )
+        share, share_sig, npairs = discordant_share(lk, sk, se[idx])
         rows.append(
             {
                 **base,
-                "loss_source": m["loss_source"].iloc[0],
-                "n_points": len(m),
-                "spearman": float(sp),
+                "loss_source": src[idx[0]],
+                "n_points": len(idx),
+                "spearman": spearman(-lk, sk),
                 "discordant_share": share,
                 "discordant_share_beyond_noise": share_sig,
                 "n_pairs": npairs,
