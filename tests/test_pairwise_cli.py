@@ -314,3 +314,33 @@ def test_cli_table_with_id_column(tmp_path, capsys):
     assert (acc.loc[acc["proxy"] == "inv_ppl", "accuracy"] == 1.0).all()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["target_ties"] == "half" and summary["config"]["model_col"] == "id"
+
+
+def test_cli_prints_the_ground_truth_signal_and_marks_noise(tmp_path, capsys):
+    rows = store_rows()
+    for r in rows:  # stored standard errors: tight on knowledge, wide on math
+        if r["probe"] == "sft" and r["metric"] == "score":
+            r["stderr"] = 0.02 if r["task"] == "knowledge" else 0.1
+    st = ResultsStore(tmp_path / "s.duckdb")
+    st.upsert(rows)
+    out = tmp_path / "o"
+    args = ["pairwise", "--store", str(st.path), "--splits", "2", "--n-boot", "5",
+            "--classifier", "logreg", "--baseline", "none", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    # hand computation over the ten fine-tuned checkpoints (quality q = r + step / 10)
+    math_scores = [0.05 * (r + s / 10) for r in range(5) for s in (10, 20)]
+    know_scores = [0.05 * (r + s / 10) + r % 2 for r in range(5) for s in (10, 20)]
+    ratio_math = np.var(math_scores, ddof=1) / 0.1**2
+    ratio_know = np.var(know_scores, ddof=1) / 0.02**2
+    assert ratio_math < 4 < ratio_know
+    sig = pd.read_csv(out / "ground_truth_signal.csv").set_index("target")
+    assert sig.loc["sft:math", "ratio"] == pytest.approx(ratio_math)
+    assert sig.loc["sft:knowledge", "ratio"] == pytest.approx(ratio_know)
+    assert f"sft:math: ratio {ratio_math:.1f} (within noise)" in printed
+    assert f"sft:knowledge: ratio {ratio_know:.1f} (separates models)" in printed
+    math_line = next(line for line in printed.splitlines() if "sft:math: best proxies" in line)
+    assert "not meaningful" in math_line
+    acc = pd.read_csv(out / "proxy_accuracy.csv")
+    assert not acc.loc[acc["target"] == "sft:math", "meaningful"].any()
+    assert acc.loc[acc["target"] == "sft:knowledge", "meaningful"].all()
