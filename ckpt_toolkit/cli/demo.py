@@ -7,6 +7,7 @@ Every stage resumes: finished zoo variants, probe results and fine-tunes are not
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import typer
@@ -58,7 +59,16 @@ def run_demo(
     df = st.to_pandas()
     dynamics.run_dynamics(df, work / "dynamics")
     # the same inputs and defaults as `ckpt pairwise --store` and the proxies report
-    _, result = pairwise.evaluate_store(df, st.checkpoints(), source=str(store), progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pairwise.PairwiseWarning)
+        _, result = pairwise.evaluate_store(
+            df, st.checkpoints(), source=str(store), progress=False
+        )
+    for w in caught:  # printed like `ckpt pairwise` prints them, not as Python warnings
+        if issubclass(w.category, pairwise.PairwiseWarning):
+            typer.secho(f"pairwise warning: {w.message}", fg="yellow", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     pairwise.write_outputs(result, work / "pairwise")
     times["analyses"] = time.perf_counter() - t
 
