@@ -4,6 +4,7 @@ safetensors files are intact, how many parameters they hold."""
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,34 @@ PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt",
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model")
 
 
+#: bits per element of each safetensors dtype (sub-byte float types are packed)
+DTYPE_BITS = {
+    "BOOL": 8,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E8M0": 8,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "I64": 64,
+    "U64": 64,
+    "F64": 64,
+    "C64": 64,
+}
+
+
 @dataclass(frozen=True)
 class SafetensorsHeader:
-    """The parsed header of one safetensors file."""
+    """The parsed, validated header of one safetensors file."""
 
     path: Path
     header_len: int
@@ -25,21 +51,56 @@ class SafetensorsHeader:
     file_size: int
 
     @property
+    def tensors(self) -> dict[str, dict]:
+        """Tensor name → {"dtype", "shape", "data_offsets"} (the ``__metadata__`` entry left out)."""
+        return {k: v for k, v in self.header.items() if k != "__metadata__"}
+
+    @property
     def n_params(self) -> int:
-        total = 0
-        for name, info in self.header.items():
-            if name == "__metadata__":
-                continue
-            n = 1
-            for d in info["shape"]:
-                n *= int(d)
-            total += n
-        return total
+        return sum(math.prod(int(d) for d in info["shape"]) for info in self.tensors.values())
+
+
+def _corrupt(path: Path, what: str) -> CheckpointError:
+    return CheckpointError(f"corrupt safetensors file {path}: {what}")
+
+
+def _check_tensor(path: Path, name: str, info: object) -> tuple[int, int]:
+    """Validate one tensor entry; returns its (begin, end) byte range in the data section."""
+    if not isinstance(info, dict):
+        raise _corrupt(path, f"tensor {name!r} has no dtype/shape/data_offsets mapping")
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if dtype not in DTYPE_BITS:
+        raise _corrupt(path, f"tensor {name!r} has unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise _corrupt(path, f"tensor {name!r} has an invalid shape {shape!r}")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1]
+    ):
+        raise _corrupt(path, f"tensor {name!r} has no valid data_offsets ({offsets!r})")
+    bits = math.prod(shape) * DTYPE_BITS[dtype]
+    begin, end = offsets
+    if bits != 8 * (end - begin):
+        raise _corrupt(
+            path,
+            f"tensor {name!r} has shape {shape} of {dtype} ({bits / 8:g} bytes) but its byte "
+            f"range {begin}..{end} holds {end - begin} bytes",
+        )
+    return begin, end
 
 
 def read_safetensors_header(path: str | Path) -> SafetensorsHeader:
-    """Parse and validate a safetensors header; a truncated or corrupt file raises
-    :class:`CheckpointError` naming it."""
+    """Parse and validate a safetensors header without reading any tensor.
+
+    Checks what the safetensors format requires: a JSON mapping; for every tensor a known
+    dtype, a shape of non-negative integers and a byte range whose length is shape x dtype
+    size; ranges that tile the data section without gaps or overlaps and end where the file
+    ends. A truncated or corrupt file raises :class:`CheckpointError` naming it (and the tensor).
+    """
     path = Path(path)
     size = path.stat().st_size
     with path.open("rb") as fh:
@@ -54,24 +115,28 @@ def read_safetensors_header(path: str | Path) -> SafetensorsHeader:
             )
         try:
             header = json.loads(fh.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise CheckpointError(f"corrupt safetensors file {path}: header is not JSON") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise _corrupt(path, "header is not JSON") from None
     if not isinstance(header, dict):
-        raise CheckpointError(f"corrupt safetensors file {path}: header is not a mapping")
-    end = 0
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            end = max(end, int(info["data_offsets"][1]))
-        except (KeyError, TypeError, IndexError, ValueError):
-            raise CheckpointError(
-                f"corrupt safetensors file {path}: tensor {name!r} has no valid data_offsets"
-            ) from None
-    if 8 + n + end != size:
+        raise _corrupt(path, "header is not a mapping")
+    ranges = sorted(
+        (_check_tensor(path, name, info), name)
+        for name, info in header.items()
+        if name != "__metadata__"
+    )
+    data_len = size - 8 - n
+    expected = 0
+    for (begin, end), name in ranges:
+        if begin != expected:
+            what = "overlaps the previous tensor" if begin < expected else "leaves a gap"
+            raise _corrupt(
+                path, f"tensor {name!r} at bytes {begin}..{end} {what} (expected {expected})"
+            )
+        expected = end
+    if expected != data_len:
         raise CheckpointError(
-            f"truncated or corrupt safetensors file {path}: tensors need {8 + n + end} bytes, "
-            f"file has {size}"
+            f"truncated or corrupt safetensors file {path}: tensors need {8 + n + expected} "
+            f"bytes, file has {size}"
         )
     return SafetensorsHeader(path, n, header, size)
 

@@ -14,7 +14,7 @@ class CheckpointRef:
     local folder or a hub repo id (then ``revision`` names the branch/tag/commit). ``tokens``
     (tokens seen) is the default x-axis: steps are not comparable across batch sizes.
     ``world`` is the folder of tasks and held-out text that a zoo source ships beside its
-    manifest (None for other sources). ``config`` holds the variant's configuration
+    manifest (None for other sources); ``manifest`` is the manifest file that listed it. ``config`` holds the variant's configuration
     (objective, learning rate, mixture, ...).
     """
 
@@ -29,6 +29,7 @@ class CheckpointRef:
     kind: str = "local"  # local | trainer | hub | manifest
     world: str | None = None
     commit_sha: str | None = None
+    manifest: str | None = field(default=None, compare=False)
     config: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:

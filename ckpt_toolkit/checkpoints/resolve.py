@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -48,16 +50,57 @@ def _tps_for(run: str, tokens_per_step: TokensPerStep) -> int | None:
     return int(tokens_per_step)
 
 
+#: the store keeps counts as signed 64-bit integers (DuckDB BIGINT)
+MAX_COUNT = 2**63 - 1
+
+
 def _int_or_none(value: Any, what: str) -> int | None:
+    """A whole, non-negative count that fits the store (``1e6`` and ``1000.0`` are accepted);
+    anything else raises :class:`SourceError` naming ``what`` (file, row and column)."""
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise SourceError(f"{what}: {value!r} is not a number") from None
-    if f != int(f):
-        raise SourceError(f"{what}: {value!r} is not a whole number")
-    return int(f)
+    if isinstance(value, bool):
+        raise SourceError(f"{what}: {value!r} is not a number")
+    if isinstance(value, int):
+        n = value
+    else:
+        text = str(value).strip().replace("_", "")
+        if re.fullmatch(r"[+-]?\d+", text):
+            n = int(text)  # exact, also beyond float precision
+        else:
+            try:
+                f = float(text)
+            except ValueError:
+                raise SourceError(f"{what}: {value!r} is not a number") from None
+            if not math.isfinite(f) or f != int(f):
+                raise SourceError(f"{what}: {value!r} is not a whole number")
+            n = int(f)
+    if n < 0:
+        raise SourceError(f"{what}: {value!r} is negative")
+    if n > MAX_COUNT:
+        raise SourceError(f"{what}: {value!r} is out of range (the store holds at most 2^63-1)")
+    return n
+
+
+def _checked_tokens(step: int, tps: int, what: str) -> int:
+    """Tokens seen = step x tokens per step, within the store's range."""
+    tokens = step * tps
+    if tokens > MAX_COUNT:
+        raise SourceError(
+            f"{what}, tokens_per_step={tps}: step {step} x {tps} = {tokens} is out of range "
+            "(the store holds at most 2^63-1)"
+        )
+    return tokens
+
+
+def leaves_manifest_folder(ref: CheckpointRef) -> bool:
+    """Whether a manifest row's local path points outside the manifest's folder (allowed:
+    shared checkpoints exist; ``ckpt checkpoints list`` reports it)."""
+    if not ref.manifest or ref.is_hub:
+        return False
+    base = str(Path(ref.manifest).parent.resolve())
+    target = str(Path(ref.path).resolve())
+    return os.path.commonpath([base, target]) != base
 
 
 def _trainer_state_tokens(folder: Path) -> int | None:
@@ -91,7 +134,7 @@ def _local_ref(
 ) -> CheckpointRef:
     tokens = _trainer_state_tokens(folder)
     if tokens is None and step is not None and tps:
-        tokens = step * tps
+        tokens = _checked_tokens(step, tps, f"checkpoint {folder}")
     try:
         params = count_params(folder)
     except Exception:  # noqa: BLE001 - a corrupt file is reported by verify/load, not here
@@ -133,9 +176,9 @@ def _read_manifest_rows(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any
         raise SourceError(
             f"manifest {path} must be a list of checkpoints or a mapping with a 'checkpoints' list"
         )
-    for i, r in enumerate(rows):
-        if not isinstance(r, dict) or "path" not in r:
-            raise SourceError(f"manifest {path}: checkpoint #{i} needs a 'path'")
+    for i, r in enumerate(rows, start=1):
+        if not isinstance(r, dict):
+            raise SourceError(f"manifest {path}, row {i}: expected a mapping, got {r!r}")
     return rows, defaults
 
 
@@ -154,7 +197,9 @@ def resolve_manifest(
     for i, raw in enumerate(rows, start=1):
         row = {**defaults, **{k: v for k, v in raw.items() if v not in (None, "")}}
         where = f"manifest {path}, row {i}"
-        loc = str(row["path"])
+        if not str(row.get("path") or "").strip():
+            raise SourceError(f"{where}: the 'path' cell is empty (every row needs a path)")
+        loc = str(row["path"]).strip()
         config = {k: v for k, v in row.items() if k not in REF_COLUMNS}
         if is_hub_spec(loc):
             hub = resolve_hub(loc, run=row.get("run"))
@@ -170,12 +215,13 @@ def resolve_manifest(
         step = _int_or_none(row.get("step"), f"{where}, step")
         if step is None:
             step = base.step if base.step is not None else step_from_name(loc)
+            step = _int_or_none(step, f"{where}, step (from the path {loc!r})")
         tokens = _int_or_none(row.get("tokens"), f"{where}, tokens")
         tps = _int_or_none(row.get("tokens_per_step"), f"{where}, tokens_per_step") or _tps_for(
             run, tokens_per_step
         )
         if tokens is None and step is not None and tps:
-            tokens = step * tps
+            tokens = _checked_tokens(step, tps, where)
         params = _int_or_none(row.get("params"), f"{where}, params")
         if params is None and not base.is_hub and Path(base.path).is_dir():
             try:
@@ -193,6 +239,7 @@ def resolve_manifest(
                 family=row.get("family"),
                 commit_sha=row.get("commit_sha"),
                 world=str(world) if world.is_dir() else None,
+                manifest=str(path),
                 config=config,
             )
         )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 
 from ..checkpoints import fingerprint, resolve_source, verify_folder
 from ..checkpoints.loading import local_folder
+from ..checkpoints.resolve import leaves_manifest_folder
 from ..errors import CkptError
 
 
@@ -47,6 +49,7 @@ def register(app: typer.Typer) -> None:
         refs = resolve_source(source, tokens_per_step=parse_tokens_per_step(tokens_per_step))
         broken = 0
         rows = []
+        outside = [ref for ref in refs if leaves_manifest_folder(ref)]
         for ref in refs:
             row = {
                 "checkpoint": ref.name,
@@ -56,6 +59,8 @@ def register(app: typer.Typer) -> None:
                 "params": ref.params,
                 "path": ref.path + (f"@{ref.revision}" if ref.revision else ""),
             }
+            if as_json and ref in outside:
+                row["outside_manifest_folder"] = True
             if fingerprints:
                 try:
                     row["fingerprint"] = fingerprint(ref)
@@ -79,6 +84,11 @@ def register(app: typer.Typer) -> None:
             for r in rows:
                 typer.echo("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
             typer.echo(f"{len(refs)} checkpoint(s) in {len({r.run for r in refs})} run(s)")
+            for r in outside:  # allowed (shared checkpoints exist), but worth knowing
+                typer.echo(
+                    f"note: {r.name}: path {r.path} lies outside the manifest's folder "
+                    f"{Path(r.manifest or '').parent}"
+                )
         if broken:
             typer.secho(f"{broken} broken checkpoint(s)", fg="red", err=True)
             raise typer.Exit(1)

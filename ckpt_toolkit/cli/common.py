@@ -78,6 +78,19 @@ def load_cli_config(path: Path, root: Any) -> dict[str, Any]:
     return default_map
 
 
+# -- checkpoint-loading options shared by every command that loads checkpoints ------------------
+ALLOW_PICKLE_OPTION = typer.Option(
+    False,
+    "--allow-pickle",
+    help="Load pickled weights (.bin/.pt) with torch.load(weights_only=True); off by default.",
+)
+TRUST_REMOTE_CODE_OPTION = typer.Option(
+    False,
+    "--trust-remote-code",
+    help="Run a checkpoint's own modelling code (config.json auto_map); off by default.",
+)
+
+
 # -- executor options shared by probe, finetune and zoo train (ckpt_toolkit/executors.py) ----
 EXECUTOR_OPTION = typer.Option(
     "local",

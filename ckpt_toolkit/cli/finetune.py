@@ -8,6 +8,7 @@ import typer
 
 from .common import (
     ADDRESS_OPTION,
+    ALLOW_PICKLE_OPTION,
     EXECUTOR_OPTION,
     MAX_RETRIES_OPTION,
     MEMORY_OPTION,
@@ -16,6 +17,7 @@ from .common import (
     STORE_OPTION,
     THREADS_OPTION,
     TIMEOUT_OPTION,
+    TRUST_REMOTE_CODE_OPTION,
     executor_options,
 )
 
@@ -55,6 +57,8 @@ def finetune_cmd(
     timeout: float | None = TIMEOUT_OPTION,
     threads: str = THREADS_OPTION,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+    allow_pickle: bool = ALLOW_PICKLE_OPTION,
+    trust_remote_code: bool = TRUST_REMOTE_CODE_OPTION,
 ) -> None:
     """Fine-tune checkpoints on each SFT task's train split; store test scores (probe 'sft')."""
     options = executor_options(
@@ -74,6 +78,8 @@ def finetune_cmd(
         only=[s.strip() for s in only.split(",") if s.strip()] if only else None,
         group_by=group_by,
         device=device,
+        allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code,
     )
     typer.echo(
         f"finetune: {len(report.done)} done, {len(report.skipped)} already stored, "

@@ -10,6 +10,7 @@ from ..errors import ParameterError
 from ..probes.registry import PROBE_ORDER
 from .common import (
     ADDRESS_OPTION,
+    ALLOW_PICKLE_OPTION,
     EXECUTOR_OPTION,
     MAX_RETRIES_OPTION,
     MEMORY_OPTION,
@@ -18,6 +19,7 @@ from .common import (
     STORE_OPTION,
     THREADS_OPTION,
     TIMEOUT_OPTION,
+    TRUST_REMOTE_CODE_OPTION,
     executor_options,
 )
 
@@ -71,6 +73,8 @@ def register(app: typer.Typer) -> None:
             None, "--tokens-per-step", help="N, or run=N,run2=M: tokens seen = step x N."
         ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+        allow_pickle: bool = ALLOW_PICKLE_OPTION,
+        trust_remote_code: bool = TRUST_REMOTE_CODE_OPTION,
     ) -> None:
         """Probe every checkpoint of SOURCE; rows already in the store are not recomputed."""
         options = executor_options(
@@ -107,6 +111,8 @@ def register(app: typer.Typer) -> None:
             executor_options=options,
             progress=not quiet,
             probe_params=params,
+            allow_pickle=allow_pickle,
+            trust_remote_code=trust_remote_code,
         )
         typer.echo(
             f"{report.summary()}; {len(report.skipped)} probe(s) already in the store; "

@@ -25,7 +25,9 @@ zoo_app = typer.Typer(
 @zoo_app.command("train")
 def train(
     preset: str = typer.Option("smoke", "--preset", "-p", help="smoke, quick or paper."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder [zoo/<preset>]."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output folder (required: training never picks one for you)."
+    ),
     overrides: Path | None = typer.Option(
         None,
         "--overrides",

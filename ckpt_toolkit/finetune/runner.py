@@ -83,6 +83,8 @@ def finetune_unit(
     fp: str,
     unit_hash: str,
     device: str = "cpu",
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
 ) -> list[dict[str, Any]]:
     """Load ``ref``, fine-tune it on ``task``'s train splits, score each dataset's test split
     and return store rows (the work-unit function; top level, so it pickles for Ray)."""
@@ -103,7 +105,13 @@ def finetune_unit(
         raise ParameterError(f"SFT task {task.name!r} has no 'train' items ({task.origin})")
     if not tests:
         raise ParameterError(f"SFT task {task.name!r} has no 'test'/'validation' items")
-    loaded = load_checkpoint(ref, dtype=spec["dtype"], device=device)
+    loaded = load_checkpoint(
+        ref,
+        dtype=spec["dtype"],
+        device=device,
+        allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code,
+    )
     model, tok = loaded.model, loaded.tokenizer
     del loaded
     try:
@@ -234,6 +242,8 @@ def run_finetune(
     group_by: str = "capability",
     device: str = "cpu",
     threads: int | str | None = None,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
 ) -> FinetuneReport:
     """Fine-tune the selected checkpoints of ``source`` on every SFT task and store the scores.
 
@@ -250,6 +260,8 @@ def run_finetune(
         device: ``cpu`` or ``cuda``.
         threads: torch threads per unit (``None``/``"auto"``: chosen from the free cores,
             docs/threads.md). Executor options are validated before any checkpoint loads.
+        allow_pickle / trust_remote_code: passed to
+            :func:`~ckpt_toolkit.checkpoints.load_checkpoint` (both off: safe by default).
 
     Rows: probe ``sft``; task ``<task>`` metric ``score`` (mean accuracy over its datasets) and
     ``train_loss``; task ``<task>/<dataset>`` metric ``acc``.
@@ -307,7 +319,11 @@ def run_finetune(
                     key=ukey,
                     fn=finetune_unit,
                     args=(ref, task, eff, fp, unit_hash),
-                    kwargs={"device": device},
+                    kwargs={
+                        "device": device,
+                        "allow_pickle": allow_pickle,
+                        "trust_remote_code": trust_remote_code,
+                    },
                     resources={"num_cpus": 1},
                     device=device,  # the GPU rule: executors.gpus_for_device
                 )

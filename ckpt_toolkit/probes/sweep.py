@@ -128,9 +128,17 @@ def probe_checkpoint(
     batch_size: int = 16,
     dtype: str = "float32",
     device: str = "cpu",
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
 ) -> list[dict[str, Any]]:
     """Load ``ref`` once, run every spec, return store rows (the Ray/local work-unit function)."""
-    loaded = load_checkpoint(ref, dtype=dtype, device=device)
+    loaded = load_checkpoint(
+        ref,
+        dtype=dtype,
+        device=device,
+        allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code,
+    )
     model, tok = loaded.model, loaded.tokenizer
     del loaded
     rows: list[dict[str, Any]] = []
@@ -212,6 +220,8 @@ def run_probes(
     progress: bool = True,
     probe_params: dict[str, dict[str, Any]] | None = None,
     threads: int | str | None = None,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
 ) -> ProbeSweepReport:
     """Probe every checkpoint of ``source`` and write the rows to ``store``.
 
@@ -223,6 +233,8 @@ def run_probes(
     ``threads``: torch threads per checkpoint (``None``/``"auto"``: chosen from the free cores,
     docs/threads.md); ``executor`` / ``executor_options``: see :mod:`ckpt_toolkit.executors`
     (validated before any checkpoint is loaded).
+    ``allow_pickle`` / ``trust_remote_code`` go to
+    :func:`~ckpt_toolkit.checkpoints.load_checkpoint` (both off: safe by default).
     Probes lacking data (no held-out text for ppl, no tasks for kshot) are skipped with a warning.
     """
     # every option is checked here, before a store is opened or a checkpoint loaded
@@ -275,7 +287,13 @@ def run_probes(
                 key=ref.name,
                 fn=probe_checkpoint,
                 args=(ref, pending, data, fp),
-                kwargs={"batch_size": batch_size, "dtype": dtype, "device": device},
+                kwargs={
+                    "batch_size": batch_size,
+                    "dtype": dtype,
+                    "device": device,
+                    "allow_pickle": allow_pickle,
+                    "trust_remote_code": trust_remote_code,
+                },
                 resources={"num_cpus": 1},
                 device=device,  # the GPU rule: executors.gpus_for_device
             )

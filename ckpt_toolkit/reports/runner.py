@@ -255,6 +255,7 @@ def run_one(
     import papermill as pm
 
     from .export import notebook_to_html
+    from .kernel import papermill_kernel_options
 
     out_nb = out / f"{name}.ipynb"
     deadline = time.monotonic() + timeout
@@ -275,6 +276,7 @@ def run_one(
             report_mode=False,
             start_timeout=120,
             timeout_func=remaining,
+            **papermill_kernel_options(),  # no kernel log noise on successful runs
         )
     except Exception as exc:  # noqa: BLE001 - any failure is recorded; the batch goes on
         status = "failed"
