@@ -344,3 +344,24 @@ def test_cli_prints_the_ground_truth_signal_and_marks_noise(tmp_path, capsys):
     acc = pd.read_csv(out / "proxy_accuracy.csv")
     assert not acc.loc[acc["target"] == "sft:math", "meaningful"].any()
     assert acc.loc[acc["target"] == "sft:knowledge", "meaningful"].all()
+
+
+def test_cli_defaults_are_the_api_defaults():
+    """`ckpt demo` and the notebook call evaluate_store with the API defaults; the CLI's option
+    defaults must be the same values, or the three outputs would disagree again."""
+    import inspect
+
+    from ckpt_toolkit.analysis.pairwise import evaluate_pairwise, pairwise_inputs
+    from ckpt_toolkit.cli.pairwise import pairwise_cmd
+
+    cli = {n: p.default.default for n, p in inspect.signature(pairwise_cmd).parameters.items()
+           if hasattr(p.default, "default")}  # fmt: skip
+    api = {n: p.default for n, p in inspect.signature(evaluate_pairwise).parameters.items()}
+    rename = {"splits": "n_splits"}
+    for name in ("splits", "train_frac", "seed", "classifier", "baseline", "ties",
+                 "target_ties", "min_gap", "n_boot", "z_max", "drop_flagged", "model_col",
+                 "group_col", "ppl_proxy"):  # fmt: skip
+        assert cli[name] == api[rename.get(name, name)], name
+    assert cli["no_transfer"] is (not api["transfer"])
+    assert cli["no_auto_combine"] is (not api["auto_combine"])
+    assert cli["pool"] == inspect.signature(pairwise_inputs).parameters["pool"].default
