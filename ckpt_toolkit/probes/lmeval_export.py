@@ -16,6 +16,7 @@ import yaml
 from ..errors import TaskFileError
 from ..tasks import TaskItem
 from .kshot import build_prompt, eval_items, select_shots
+from .registry import higher_is_better
 
 
 def export_lmeval_task(
@@ -61,8 +62,8 @@ def export_lmeval_task(
         "target_delimiter": "",  # our choices carry their own leading space
         "num_fewshot": 0,
         "metric_list": [
-            {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
-            {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+            {"metric": m, "aggregation": "mean", "higher_is_better": higher_is_better(m)}
+            for m in ("acc", "acc_norm")
         ],
         "metadata": {"version": 1.0},
     }
