@@ -295,3 +295,100 @@ def test_single_document_ppl_rows_use_token_level_stderr(lm):
     assert rows["bpb"]["value"] == pytest.approx(
         nll.sum().item() / math.log(2) / len(text.encode()), rel=1e-5
     )
+
+
+@pytest.mark.parametrize("n,window", [(1, 4), (2, 4), (5, 4), (9, 4), (10, 4), (37, 8), (64, 16)])
+def test_lmeval_rolling_windows_are_lm_evals_windows(n, window):
+    """Our windows forward and score exactly what lm-eval's get_rolling_token_windows +
+    make_disjoint_window give to its _loglikelihood_tokens ((ctx + cont)[:-1] forwarded)."""
+    utils = pytest.importorskip("lm_eval.utils")
+    from ckpt_toolkit.probes.engine import lmeval_rolling_windows
+
+    prefix, toks = 7, list(range(100, 100 + n))
+    seq = [prefix] + toks
+    theirs = [
+        ((ctx + cont)[-(window + 1) :][:-1], cont)
+        for ctx, cont in map(
+            utils.make_disjoint_window,
+            utils.get_rolling_token_windows(toks, prefix, window, context_len=1),
+        )
+    ]
+    ours = [(seq[b:e][:-1], seq[b:e][s:]) for b, e, s in lmeval_rolling_windows(len(seq), window)]
+    assert ours == theirs
+    assert all(len(fwd) <= window for fwd, _ in ours)
+
+
+def test_token_batches_respect_rows_and_token_budget():
+    from ckpt_toolkit.probes.engine import token_batches
+
+    lengths = [5, 100, 20, 100, 7, 60]
+    # longest first; a batch holds <= 3 rows and rows x longest <= 200 tokens
+    assert token_batches(lengths, 3, 200) == [[1, 3], [5, 2, 4], [0]]
+    assert token_batches(lengths, 16, 50) == [[1], [3], [5], [2, 4], [0]]  # a long row alone
+    assert token_batches(lengths, 1, 10**6) == [[1], [3], [5], [2], [4], [0]]
+
+
+@pytest.mark.parametrize("rolling", ["sliding", "lmeval"])
+def test_perplexity_does_not_depend_on_batching(lm, rolling):
+    model, tok = lm
+    stride = 16 if rolling == "sliding" else None
+    kw = {"window": 32, "stride": stride, "rolling": rolling}
+    one = perplexity(model, tok, TEXTS, batch_size=1, **kw)
+    wide = perplexity(model, tok, TEXTS, batch_size=64, max_tokens=10**6, **kw)
+    narrow = perplexity(model, tok, TEXTS, batch_size=64, max_tokens=40, **kw)
+    for r in (wide, narrow):
+        assert r.tokens == one.tokens
+        for a, b in zip(r.nll, one.nll):
+            assert a == pytest.approx(b, rel=1e-6, abs=1e-6)
+
+
+def test_lmeval_rolling_scores_every_token_with_lm_evals_context(lm):
+    """Plain torch, windows written out by hand for a 23-token text and a 10-token window:
+    [P t0..t8] predicts t0..t9; [t9..t18] predicts t10..t19 (one token of context); the last
+    window t12..t21 (filled with earlier context) predicts t20..t22."""
+    model, tok = lm
+    window = 10
+    text = "The capital of Avalon is Brill. The river Esk flows through Brill. Tom and Mira."
+    toks = tok.encode(text)[:23]
+    text = tok.decode(toks)
+    toks = tok.encode(text)
+    assert len(toks) == 23
+    pre = tok.bos_token_id
+
+    def lp(inp: list[int], targets: list[int]) -> float:
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([inp])).logits[0].double(), -1)
+        off = len(inp) - len(targets)
+        return sum(logp[off + j, t].item() for j, t in enumerate(targets))
+
+    ref = lp([pre] + toks[:9], toks[:10]) + lp(toks[9:19], toks[10:20]) + lp(toks[12:22], toks[20:])
+    res = perplexity(model, tok, [text], window=window, rolling="lmeval")
+    assert res.tokens == [23]
+    assert -res.nll[0] == pytest.approx(ref, rel=1e-6)
+    sliding = perplexity(model, tok, [text], window=window, stride=window)
+    assert abs(sliding.nll[0] - res.nll[0]) > 1e-3  # the layouts differ, as documented
+
+
+def test_prefix_token_replaces_bos(lm):
+    from ckpt_toolkit.errors import ParameterError
+    from ckpt_toolkit.probes.engine import resolve_prefix_token
+
+    model, tok = lm
+    text = "Mira gave the red ball to Tom."
+    body = tok.encode(text, add_special_tokens=False)
+    eos = tok.eos_token_id
+    assert eos != tok.bos_token_id
+    with torch.no_grad():
+        logits = model(torch.tensor([[eos] + body])).logits[0].double()
+    ref = F.cross_entropy(logits[:-1], torch.tensor(body), reduction="sum").item()
+    for prefix in (tok.eos_token, str(eos), eos):
+        assert resolve_prefix_token(tok, prefix) == eos
+        for rolling in ("sliding", "lmeval"):
+            res = perplexity(model, tok, [text], rolling=rolling, prefix=prefix)
+            assert res.nll[0] == pytest.approx(ref, rel=1e-6)
+    default = perplexity(model, tok, [text])
+    assert abs(default.nll[0] - ref) > 1e-3  # BOS by default
+    with pytest.raises(ParameterError, match="--prefix-token 'two words here'"):
+        resolve_prefix_token(tok, "two words here")
+    with pytest.raises(ParameterError, match="out of range"):
+        resolve_prefix_token(tok, str(len(tok) + 5))

@@ -68,3 +68,57 @@ def test_per_item_loglikelihoods_and_accuracy_match_lm_eval(tmp_path, tiny_token
     assert rows["acc"]["value"] == pytest.approx(r["acc,none"], abs=1e-12)
     assert rows["acc_norm"]["value"] == pytest.approx(r["acc_norm,none"], abs=1e-12)
     assert rows["acc"]["stderr"] == pytest.approx(r["acc_stderr,none"], rel=1e-9)
+
+
+ROLLING_TEXTS = [
+    "The capital of Avalon is Brill. The river Esk flows through Brill. " * k for k in (1, 3, 6)
+] + [
+    "def add(a, b):\n    return a + b\nprint(add(2, 3))  # 5\n" * 4,
+    "short",
+    "Mira gave the red ball to Tom. Tom put the ball in the box. " * 5,
+]
+
+
+def test_rolling_lmeval_mode_matches_lm_eval_per_document(tmp_path, tiny_tokenizer):
+    """``--rolling lmeval`` against lm-eval's loglikelihood_rolling on documents up to ~8
+    windows long (a 32-token window), with a short last window filled with earlier context."""
+    from helpers import make_tiny_checkpoint
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ckpt_toolkit.probes import ppl_rows
+    from ckpt_toolkit.probes.lmeval_export import export_lmeval_rolling_task
+
+    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+    torch.set_num_threads(1)
+    window = 32
+    path = make_tiny_checkpoint(tmp_path / "model", seed=5, tokenizer=tiny_tokenizer)
+    yaml_path = export_lmeval_rolling_task(ROLLING_TEXTS, tmp_path / "lmeval")
+    res = simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={path},logits_cache=False,dtype=float32,max_length={window}",
+        tasks=[yaml_path.stem],
+        task_manager=TaskManager(include_path=str(yaml_path.parent), include_defaults=False),
+        batch_size=4,
+        device="cpu",
+        log_samples=True,
+    )
+    samples = sorted(res["samples"][yaml_path.stem], key=lambda s: s["doc_id"])
+    theirs = [float(s["filtered_resps"][0]) for s in samples]
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    n_tokens = [len(tok.encode(t)) for t in ROLLING_TEXTS]
+    assert max(n_tokens) > 6 * window and any(n % window for n in n_tokens)
+    spec = ProbeSpec("ppl", "docs", params={"window": window, "rolling": "lmeval"})
+    items: list[dict] = []
+    rows = {r["metric"]: r for r in ppl_rows(model, tok, spec, ROLLING_TEXTS, 8, items=items)}
+    ours = [it["loglik"] for it in items]
+    assert len(ours) == len(theirs) == len(ROLLING_TEXTS)
+    worst = max(abs(a - b) for a, b in zip(ours, theirs))
+    assert worst <= 1e-4, worst
+    assert [it["n_tokens"] for it in items] == n_tokens
+    assert rows["bpb"]["value"] == pytest.approx(
+        res["results"][yaml_path.stem]["bits_per_byte,none"], rel=1e-6
+    )

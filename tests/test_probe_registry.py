@@ -26,7 +26,12 @@ def test_builtin_probes_are_declared_with_their_data_and_metrics():
     assert probes["sc_ppl"].metrics == ("sc_loss", "sc_ppl")
     assert set(probes["kshot"].metrics) == {"acc", "acc_norm", "gold_logprob", "bpb", "exact_match"}
     assert probes["kshot"].uses_shots and not probes["ppl"].uses_shots
-    assert probes["ppl"].defaults == {"window": None, "stride": None}
+    assert probes["ppl"].defaults == {
+        "window": None,
+        "stride": None,
+        "rolling": "sliding",
+        "prefix_token": None,
+    }
     assert probes["sc_ppl"].defaults == {
         "noise_density": 0.15,
         "mean_span": 3.0,
@@ -122,6 +127,8 @@ def test_valid_parameters_are_converted():
     assert reg.get_probe("ppl").validate({"window": 64, "stride": 64}) == {
         "window": 64,
         "stride": 64,
+        "rolling": "sliding",
+        "prefix_token": None,
     }
 
 

@@ -65,6 +65,33 @@ def prefix_token_id(tokenizer) -> int:
     raise ParameterError("tokenizer has neither a BOS nor an EOS token to start an empty context")
 
 
+def resolve_prefix_token(
+    tokenizer, prefix: str | int | None, option: str = "--prefix-token"
+) -> int:
+    """The id of the token that starts every document: ``prefix`` as a token id (an int or a
+    string of digits), a token string (``"<|endoftext|>"``, looked up in the vocabulary, else
+    text that encodes to exactly one token), or ``None`` for :func:`prefix_token_id` (BOS, else
+    EOS). For tokenizers whose BOS is a chat marker (an instruct model's ``<|im_start|>``)."""
+    if prefix is None:
+        return prefix_token_id(tokenizer)
+    size = len(tokenizer)
+    if isinstance(prefix, int) or (isinstance(prefix, str) and prefix.strip().isdigit()):
+        tid = int(prefix)
+        if not 0 <= tid < size:
+            raise ParameterError(f"{option} {prefix!r}: token id out of range 0..{size - 1}")
+        return tid
+    tid = tokenizer.convert_tokens_to_ids(prefix)
+    if isinstance(tid, int) and tid != tokenizer.unk_token_id and 0 <= tid < size:
+        return tid
+    ids = tokenizer.encode(prefix, add_special_tokens=False)
+    if len(ids) == 1:
+        return int(ids[0])
+    raise ParameterError(
+        f"{option} {prefix!r} is not one token of this tokenizer (it encodes to {len(ids)} "
+        "tokens); give a token string from its vocabulary or a token id"
+    )
+
+
 def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """Split ``context + continuation`` into token ids exactly as lm-eval 0.4 does."""
     if not context:
@@ -577,6 +604,45 @@ def greedy_generate(
     return out
 
 
+#: tokens per forward pass by device type when no budget is given (see :func:`token_budget`)
+TOKEN_BUDGET = {"cpu": 2048, "cuda": 65536, "mps": 16384}
+
+
+def token_budget(model, max_tokens: int | None = None) -> int:
+    """Tokens (rows × longest row) per forward pass: ``max_tokens``, else the device default.
+
+    On a CPU a forward pass is compute-bound from a few hundred tokens on: larger batches only
+    add padding and cache misses (activations, attention scores and vocabulary logits of every
+    row), so the default is one window's worth of tokens. A GPU wants wide batches."""
+    if max_tokens is not None:
+        if max_tokens < 1:
+            raise ParameterError(f"max_tokens must be >= 1, got {max_tokens}")
+        return int(max_tokens)
+    return TOKEN_BUDGET.get(_device(model).type, TOKEN_BUDGET["cpu"])
+
+
+def token_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[list[int]]:
+    """Indices grouped into batches, longest first: a batch takes rows while it has at most
+    ``batch_size`` rows and ``rows × its longest row <= max_tokens`` (always at least one row).
+
+    Sorting keeps the padding small (rows of a batch have similar lengths) and the token budget
+    keeps short windows in wide batches and long ones in narrow batches."""
+    if batch_size < 1:
+        raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    out: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        width = lengths[cur[0]] if cur else lengths[i]
+        if cur and (len(cur) >= batch_size or (len(cur) + 1) * width > max_tokens):
+            out.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        out.append(cur)
+    return out
+
+
 @torch.inference_mode()
 def token_nll(
     model,
@@ -584,21 +650,26 @@ def token_nll(
     sequences: Sequence[Sequence[int]],
     score_from: Sequence[int],
     batch_size: int = 8,
+    max_tokens: int | None = None,
 ) -> list[torch.Tensor]:
     """Per-token NLL (nats, float64) of ``seq[t]`` for ``t >= score_from[i]`` given ``seq[:t]``.
 
-    Sequences are right-padded and no attention mask is passed: under causal attention pad
-    tokens after the real ones cannot change them, and padded positions are never scored.
-    Each sequence must fit the model window.
+    Sequences are sorted by length and batched by :func:`token_batches` (at most ``batch_size``
+    rows and ``max_tokens`` tokens per pass, default per device: :func:`token_budget`). They are
+    right-padded and no attention mask is passed: under causal attention pad tokens after the
+    real ones cannot change them, and padded positions are never scored. A sequence's last
+    token is a target only, so it is not forwarded: a sequence of ``window + 1`` tokens fits a
+    model of ``window`` positions.
     """
     heads = _heads(model)
     device = _device(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out: list[torch.Tensor | None] = [None] * len(sequences)
-    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    lengths = [max(1, len(s) - 1) for s in sequences]
+    for idx in token_batches(lengths, batch_size, token_budget(model, max_tokens)):
         ids = _pad([sequences[i] for i in idx], pad_id, device)
+        if ids.shape[1] > 1:
+            ids = ids[:, :-1]  # the longest row's last token predicts nothing
         pos = torch.arange(ids.shape[1], device=device).unsqueeze(0).expand(len(idx), -1)
         states, _ = heads(input_ids=ids, position_ids=pos, use_cache=False)
         for b, i in enumerate(idx):
@@ -633,9 +704,37 @@ def sliding_windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, 
             break
         begin += stride
         # with stride == window the next window starts at the last scored token so it has
-        # one token of context (lm-eval's rolling windows do the same)
+        # one token of context (unlike lm-eval's: see :func:`lmeval_rolling_windows`)
         if begin >= scored_to:
             begin = scored_to - 1
+    return out
+
+
+def lmeval_rolling_windows(n_tokens: int, window: int) -> list[tuple[int, int, int]]:
+    """lm-evaluation-harness's ``loglikelihood_rolling`` windows, as ``(begin, end,
+    score_from)`` over a sequence of ``n_tokens`` whose position 0 is the prefix token.
+
+    lm-eval forwards ``window`` tokens per window and scores every one of them: the first window
+    is ``[prefix] + t[:window - 1]`` and predicts ``t[:window]``; each next window predicts the
+    next (up to) ``window`` tokens with one token of context — except the last, shorter one,
+    which is filled on the left with earlier tokens up to ``window`` (its
+    ``get_rolling_token_windows`` with ``context_len=1`` and ``make_disjoint_window``). Here a
+    window is ``seq[begin:end]`` (up to ``window + 1`` tokens; its last token is a target only,
+    see :func:`token_nll`) scored from ``score_from``.
+    """
+    if window < 1:
+        raise ParameterError(f"window must be >= 1 token, got {window}")
+    n = n_tokens - 1  # tokens to predict (seq[1:])
+    if n <= 0:
+        return []
+    first = min(window, n)
+    out = [(0, first + 1, 1)]
+    predicted = first
+    while predicted < n:
+        step = min(n - predicted, window)
+        end = predicted + step  # in text-token coordinates; the sequence is shifted by one
+        out.append((end - window, end + 1, window + 1 - step))
+        predicted = end
     return out
 
 
@@ -663,6 +762,9 @@ class PerplexityResult:
         return sum(self.nll) / math.log(2) / max(1, sum(self.bytes))
 
 
+ROLLING_MODES = ("sliding", "lmeval")
+
+
 def perplexity(
     model,
     tokenizer,
@@ -670,27 +772,50 @@ def perplexity(
     window: int | None = None,
     stride: int | None = None,
     batch_size: int = 8,
+    rolling: str = "sliding",
+    prefix: str | int | None = None,
+    max_tokens: int | None = None,
 ) -> PerplexityResult:
-    """Token NLL of each text with a strided sliding window (HF's recipe).
+    """Token NLL of each text, window by window.
 
-    Each document is ``[prefix] + tokens(text)`` (tokens without special tokens; the prefix is
-    BOS, else EOS), so the first real token is scored too and nothing but the text is scored. ``window`` defaults to the
-    model window, ``stride`` to half of it.
+    Each document is ``[prefix] + tokens(text)``; the prefix (``prefix``, see
+    :func:`resolve_prefix_token`; default BOS, else EOS) is never scored, every text token is
+    scored exactly once. ``window`` defaults to the model window. ``rolling``:
+
+    * ``sliding`` — the strided sliding window of the transformers perplexity guide: windows of
+      ``window`` tokens (prefix included) every ``stride`` tokens (default ``window // 2``), each
+      token scored with at least ``window - stride`` tokens of context; the text is tokenized
+      without special tokens;
+    * ``lmeval`` — lm-evaluation-harness's ``loglikelihood_rolling`` exactly
+      (:func:`lmeval_rolling_windows`; ``stride`` does not apply): the text is tokenized as
+      lm-eval tokenizes it (the tokenizer's default special tokens), and per-document
+      log-likelihoods equal lm-eval's ``--model hf ... max_length=window`` to float rounding.
+
+    Windows of all documents are sorted by length and batched by tokens (``batch_size`` rows
+    and ``max_tokens`` tokens at most per pass; :func:`token_budget`), so padding stays small.
     """
+    if rolling not in ROLLING_MODES:
+        raise ParameterError(f"rolling must be one of {', '.join(ROLLING_MODES)}, not {rolling!r}")
     window = window or model_max_length(model, tokenizer)
+    if rolling == "lmeval" and stride is not None:
+        raise ParameterError("stride does not apply to rolling='lmeval' (lm-eval's own windows)")
     stride = stride or max(1, window // 2)
     seqs: list[list[int]] = []
     starts: list[int] = []
     owner: list[int] = []
-    pre = prefix_token_id(tokenizer)
+    pre = resolve_prefix_token(tokenizer, prefix)
     for d, text in enumerate(texts):
-        toks = tokenizer.encode(text, add_special_tokens=False)
-        seq = [pre] + list(toks)
-        for b, e, s in sliding_windows(len(seq), window, stride):
+        if rolling == "lmeval":
+            seq = [pre] + tok_encode(tokenizer, text)
+            spans = lmeval_rolling_windows(len(seq), window)
+        else:
+            seq = [pre] + list(tokenizer.encode(text, add_special_tokens=False))
+            spans = sliding_windows(len(seq), window, stride)
+        for b, e, s in spans:
             seqs.append(seq[b:e])
             starts.append(s)
             owner.append(d)
-    nlls = token_nll(model, tokenizer, seqs, starts, batch_size=batch_size)
+    nlls = token_nll(model, tokenizer, seqs, starts, batch_size=batch_size, max_tokens=max_tokens)
     nll = [0.0] * len(texts)
     ntok = [0] * len(texts)
     sq = [0.0] * len(texts)

@@ -1,4 +1,5 @@
-"""Export a multiple-choice task, with our k-shot prompts, to lm-evaluation-harness's format.
+"""Export tasks to lm-evaluation-harness's format: multiple choice with our k-shot prompts, and
+held-out documents for its rolling perplexity.
 
 Each exported document carries the full prompt our kshot probe builds (shots included), so
 lm-eval runs it at ``num_fewshot: 0`` on exactly the same text: this is how the agreement test
@@ -64,6 +65,38 @@ def export_lmeval_task(
         "metric_list": [
             {"metric": m, "aggregation": "mean", "higher_is_better": higher_is_better(m)}
             for m in ("acc", "acc_norm")
+        ],
+        "metadata": {"version": 1.0},
+    }
+    path = out_dir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def export_lmeval_rolling_task(
+    texts: list[str], out_dir: str | Path, name: str = "ckpt_rolling"
+) -> Path:
+    """Write ``<out_dir>/<name>.yaml`` and ``<name>.jsonl``: documents for lm-eval's rolling
+    perplexity (``output_type: loglikelihood_rolling``, metrics word/byte perplexity and bits
+    per byte); returns the YAML path. Our ``--rolling lmeval`` scores the same windows."""
+    if not texts:
+        raise TaskFileError(f"no documents to export for lm-eval task {name!r}")
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = out_dir / f"{name}.jsonl"
+    with data.open("w", encoding="utf-8") as fh:
+        for i, text in enumerate(texts):
+            fh.write(json.dumps({"id": i, "text": text}, ensure_ascii=False) + "\n")
+    config = {
+        "task": name,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data)}},
+        "test_split": "test",
+        "output_type": "loglikelihood_rolling",
+        "doc_to_text": "",
+        "doc_to_target": "{{text}}",
+        "metric_list": [
+            {"metric": m} for m in ("word_perplexity", "byte_perplexity", "bits_per_byte")
         ],
         "metadata": {"version": 1.0},
     }

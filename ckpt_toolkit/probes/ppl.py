@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..errors import ParameterError
-from .engine import model_max_length, perplexity
+from .engine import ROLLING_MODES, model_max_length, perplexity, resolve_prefix_token
 from .metrics import ratio_stderr, token_stderr
 from .registry import LANGUAGE_MODELING, PPL, Param, Probe, register_probe
 from .specs import ProbeSpec
@@ -14,18 +14,49 @@ CAPABILITY = LANGUAGE_MODELING
 
 
 def ppl_rows(
-    model, tokenizer, spec: ProbeSpec, texts: list[str], batch_size: int = 8
+    model,
+    tokenizer,
+    spec: ProbeSpec,
+    texts: list[str],
+    batch_size: int = 8,
+    items: list[dict] | None = None,
 ) -> list[dict]:
     """Rows ``ppl``, ``loss`` (nats/token) and ``bpb`` (bits/UTF-8 byte) for one domain.
 
     Aggregates are ratios of sums over documents (token-weighted loss, byte-weighted bpb); their
     stderr treats documents as the samples (delta method; token-level for a single document);
-    ppl's stderr is ppl·stderr(loss).
+    ppl's stderr is ppl·stderr(loss). Parameters (``spec.params``): ``window``, ``stride``,
+    ``rolling`` (``sliding`` or ``lmeval``) and ``prefix_token`` — see
+    :func:`~ckpt_toolkit.probes.engine.perplexity`. ``items``, if given, receives one record per
+    document (``--log-items``): its index, log-likelihood, scored tokens and bytes.
     """
     texts = texts[: spec.limit] if spec.limit else texts
-    window = spec.params.get("window") or model_max_length(model, tokenizer)
-    stride = spec.params.get("stride") or max(1, window // 2)
-    res = perplexity(model, tokenizer, texts, window=window, stride=stride, batch_size=batch_size)
+    p = spec.params
+    rolling = p.get("rolling") or "sliding"
+    window = p.get("window") or model_max_length(model, tokenizer)
+    stride = None if rolling == "lmeval" else (p.get("stride") or max(1, window // 2))
+    prefix = resolve_prefix_token(tokenizer, p.get("prefix_token"))
+    res = perplexity(
+        model,
+        tokenizer,
+        texts,
+        window=window,
+        stride=stride,
+        batch_size=batch_size,
+        rolling=rolling,
+        prefix=prefix,
+    )
+    if items is not None:
+        for d, (nll, ntok, nbytes) in enumerate(zip(res.nll, res.tokens, res.bytes)):
+            items.append(
+                {
+                    "item": str(d),
+                    "loglik": -nll,
+                    "n_tokens": ntok,
+                    "n_bytes": nbytes,
+                    "bpb": nll / math.log(2) / max(1, nbytes),
+                }
+            )
     loss, loss_se = ratio_stderr(res.nll, res.tokens)
     bits = [x / math.log(2) for x in res.nll]
     bpb, bpb_se = ratio_stderr(bits, res.bytes)
@@ -39,6 +70,8 @@ def ppl_rows(
         "stderr_unit": stderr_unit,
         "window": window,
         "stride": stride,
+        "rolling": rolling,
+        "prefix_token_id": prefix,
         "documents": len(texts),
         "tokens": sum(res.tokens),
         "bytes": sum(res.bytes),
@@ -61,11 +94,20 @@ def ppl_rows(
 # -- registry declaration (see ckpt_toolkit/probes/registry.py) ------------------------------
 def _check_ppl(params: dict) -> None:
     window, stride = params.get("window"), params.get("stride")
+    if params.get("rolling") == "lmeval" and stride is not None:
+        raise ParameterError("--stride does not apply to --rolling lmeval (lm-eval's own windows)")
     if window is not None and stride is not None and stride > window:
         raise ParameterError(f"--stride ({stride}) must not exceed --window ({window})")
 
 
-def _run_ppl(model, tokenizer, spec: ProbeSpec, texts: list[str], batch_size: int = 8):
+def _run_ppl(
+    model,
+    tokenizer,
+    spec: ProbeSpec,
+    texts: list[str],
+    batch_size: int = 8,
+    items: list[dict] | None = None,
+):
     """:func:`ppl_rows`, after checking a given stride against the model's own window (which
     is only known once the model is loaded: a stride above it would skip tokens)."""
     stride = spec.params.get("stride")
@@ -75,7 +117,7 @@ def _run_ppl(model, tokenizer, spec: ProbeSpec, texts: list[str], batch_size: in
             raise ParameterError(
                 f"--stride ({stride}) must not exceed the window, here the model's ({window})"
             )
-    return ppl_rows(model, tokenizer, spec, texts, batch_size)
+    return ppl_rows(model, tokenizer, spec, texts, batch_size, items=items)
 
 
 PROBE = register_probe(
@@ -101,6 +143,23 @@ PROBE = register_probe(
                 minimum=1,
                 nullable=True,
                 option="--stride",
+            ),
+            Param(
+                "rolling",
+                str,
+                "sliding",
+                "window layout: sliding (strided, HF's recipe) or lmeval (lm-eval's "
+                "loglikelihood_rolling, exactly)",
+                choices=ROLLING_MODES,
+                option="--rolling",
+            ),
+            Param(
+                "prefix_token",
+                str,
+                None,
+                "token (string or id) before each document (default: BOS, else EOS)",
+                nullable=True,
+                option="--prefix-token",
             ),
         ),
         metrics=("loss", "ppl", "bpb"),
