@@ -243,6 +243,11 @@ def test_bad_inputs_raise_clear_errors():
         evaluate_pairwise(df, ["sft:x"], ["kshot"], ties="third", **FAST)
     with pytest.raises(ParameterError, match="invert"):
         evaluate_pairwise(df, ["sft:x"], ["kshot"], invert=["anti"], **FAST)
+    for bad, opt in (({"train_frac": 1.5}, "--train-frac"), ({"n_splits": 0}, "--splits"),
+                     ({"n_boot": -1}, "--n-boot"), ({"min_gap": -1}, "--min-gap"),
+                     ({"z_max": 0}, "--z-max")):  # fmt: skip
+        with pytest.raises(ParameterError, match=opt):
+            evaluate_pairwise(df, ["sft:x"], ["kshot"], **{**FAST, **bad})
 
 
 def test_write_outputs(tmp_path):

@@ -87,6 +87,25 @@ def _allowed(
     return (g[:, None] == g[None, :]) & ~np.eye(n, dtype=bool)
 
 
+def _check_numbers(min_gap, n_splits, train_frac, n_boot, gap_quantiles, topk, z_max) -> None:
+    """Reject out-of-range numeric options before any work (the message names the option)."""
+    checks = (
+        (min_gap >= 0, f"min_gap (--min-gap) must be >= 0, not {min_gap}"),
+        (n_splits >= 1, f"n_splits (--splits) must be at least 1, not {n_splits}"),
+        (
+            0 < train_frac < 1,
+            f"train_frac (--train-frac) must be between 0 and 1, not {train_frac}",
+        ),
+        (n_boot >= 0, f"n_boot (--n-boot) must be >= 0, not {n_boot}"),
+        (gap_quantiles >= 1, f"gap_quantiles must be at least 1, not {gap_quantiles}"),
+        (all(k >= 1 for k in topk), f"topk values must be at least 1, not {list(topk)}"),
+        (z_max > 0, f"z_max (--z-max) must be > 0, not {z_max}"),
+    )
+    for ok, message in checks:
+        if not ok:
+            raise ParameterError(message)
+
+
 def evaluate_pairwise(
     table: pd.DataFrame,
     targets: Sequence[str] | str,
@@ -156,8 +175,7 @@ def evaluate_pairwise(
         raise ParameterError(f"classifier must be one of {CLASSIFIERS}, not {classifier!r}")
     if baseline is not None and baseline not in CLASSIFIERS:
         raise ParameterError(f"baseline must be one of {CLASSIFIERS} or None, not {baseline!r}")
-    if min_gap < 0:
-        raise ParameterError(f"min_gap must be >= 0, not {min_gap}")
+    _check_numbers(min_gap, n_splits, train_frac, n_boot, gap_quantiles, topk, z_max)
     prep = prepare_table(
         table, targets, proxies, invert=invert, combine=combine, model_col=model_col,
         z_max=z_max, drop_flagged=drop_flagged, auto_combine=auto_combine,
