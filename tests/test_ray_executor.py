@@ -272,3 +272,29 @@ def test_driver_error_in_on_result_propagates(ray_cluster):
 
     with pytest.raises(StoreError, match="cannot write u"):
         RayExecutor(progress=False).run(units, on_result)
+
+
+def sleepy(name: str, seconds: float) -> list[dict]:
+    time.sleep(seconds)
+    return [{"checkpoint": name, "metric": "slept", "value": seconds}]
+
+
+def test_timeout_fails_the_task_and_names_it(ray_cluster):
+    units = [WorkUnit("slow", sleepy, ("slow", 60)), WorkUnit("fast", square_rows, ("fast", 3))]
+    t0 = time.monotonic()
+    got, rep = collect(RayExecutor(max_retries=0, timeout=2, progress=False), units)
+    assert time.monotonic() - t0 < 40
+    assert rep.done == ["fast"] and list(rep.failed) == ["slow"]
+    assert "slow: timed out after 2 s (--timeout)" in rep.summary()
+
+
+def test_device_auto_asks_the_cluster_for_a_gpu_only_if_it_has_one(ray_cluster):
+    """The local test cluster has no GPU: a device-auto unit runs on its CPUs (the GPU rule)."""
+    unit = WorkUnit("auto@step1", square_rows, ("auto@step1", 4), device="auto")
+    ex = RayExecutor(progress=False)
+    assert ex.gpus_available() == 0 and ex.task_options(unit)["num_gpus"] == 0
+    got, rep = collect(ex, [unit])
+    assert rep.ok and got["auto@step1"] == square_rows("auto@step1", 4)
+    cuda = WorkUnit("cuda@step1", square_rows, ("cuda@step1", 4), device="cuda")
+    with pytest.raises(ParameterError, match="no node of the Ray cluster"):
+        ex.run([cuda], lambda u, r: None)
