@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import __version__
 from .errors import StoreError
+from .store_bulk import Prefer, arrow_table, merge_checkpoints, normalize_frame
 from .store_files import (
     check_export_target,
     connect_duckdb,
@@ -225,17 +226,58 @@ class ResultsStore:
                     )
                     con.unregister("incoming")
                 names = [n for n, _ in CHECKPOINT_SCHEMA]
-                for ck in ck_rows:
-                    con.execute(
-                        f"INSERT OR REPLACE INTO checkpoints ({', '.join(names)}) "
-                        f"VALUES ({', '.join('?' for _ in names)})",
-                        [ck[n] for n in names],
-                    )
+                # new values win, but a missing one never erases what the store knows
+                merge_checkpoints(con, ck_rows, names, _now(), prefer="incoming")
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
         return len(norm)
+
+    def bulk_upsert(
+        self,
+        frame: pd.DataFrame,
+        checkpoints: Iterable[Mapping[str, Any]] = (),
+        *,
+        prefer: Prefer = "existing",
+    ) -> int:
+        """Insert or replace every row of ``frame`` (store columns; missing ones are filled) and
+        merge ``checkpoints`` metadata, in one transaction, with vectorised checks.
+
+        For large imports: no per-row Python work. Idempotent (rows are keyed like
+        :meth:`upsert`). ``prefer`` is the metadata rule of
+        :func:`~ckpt_toolkit.store_bulk.merge_checkpoints`: the default suits imports (what the
+        store already knows wins; the import fills gaps and adds its provenance).
+        Returns the number of measurement rows written.
+        """
+        if self.read_only:
+            raise StoreError(f"results store {self.path} is open read-only")
+        now = _now()
+        norm = normalize_frame(frame, COLUMNS, REQUIRED, KEY, now)
+        del frame  # a caller that handed over its only reference frees it here
+        ck_rows = list(checkpoints)
+        n_rows = len(norm)
+        if not n_rows and not ck_rows:
+            return 0
+        table = arrow_table(norm) if n_rows else None
+        del norm
+        names = [n for n, _ in CHECKPOINT_SCHEMA]
+        with self._connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                if table is not None:
+                    con.register("bulk_incoming", table)
+                    con.execute(
+                        f"INSERT OR REPLACE INTO measurements ({', '.join(COLUMNS)}) "
+                        f"SELECT {', '.join(COLUMNS)} FROM bulk_incoming"
+                    )
+                    con.unregister("bulk_incoming")
+                merge_checkpoints(con, ck_rows, names, now, prefer)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return n_rows
 
     @staticmethod
     def _checkpoint_row(c: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Bulk writes into the results store, and the checkpoint-metadata merge rule.
 
-:func:`bulk_upsert` writes a whole DataFrame of measurement rows in one transaction with
-vectorised checks (no per-row Python work), keyed like :meth:`ResultsStore.upsert`
-(``checkpoint, probe, task, metric, shots, spec_hash``): re-writing the same rows replaces them.
+:meth:`ResultsStore.bulk_upsert <ckpt_toolkit.store.ResultsStore.bulk_upsert>` writes a whole
+DataFrame of measurement rows in one transaction with the vectorised checks of
+:func:`normalize_frame` (no per-row Python work), keyed like ``upsert``: re-writing the same rows
+replaces them. This module holds its pure helpers (it imports nothing from the store).
 
 :func:`merge_checkpoints` is the metadata rule: a write never erases what the store already knows
 about a checkpoint. A missing (None) value never overwrites a stored one; with
@@ -15,16 +16,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from . import __version__
 from .errors import StoreError
-
-if TYPE_CHECKING:
-    from .store import ResultsStore
 
 Prefer = Literal["existing", "incoming"]
 _INT_COLS = ("step", "tokens", "params", "n")
@@ -188,43 +187,7 @@ def normalize_frame(
     return out.reset_index(drop=True)
 
 
-def bulk_upsert(
-    store: ResultsStore,
-    frame: pd.DataFrame,
-    checkpoints: Iterable[Mapping[str, Any]] = (),
-    *,
-    prefer: Prefer = "existing",
-) -> int:
-    """Insert or replace all rows of ``frame`` (store columns; missing ones are filled) and merge
-    ``checkpoints`` metadata, in one transaction. Returns the number of measurement rows.
-
-    Idempotent: writing the same frame twice leaves one copy (rows are keyed like
-    :meth:`ResultsStore.upsert`). ``prefer`` is the metadata rule of :func:`merge_checkpoints`;
-    the default suits imports (what the store knows wins; the import fills gaps).
-    """
-    from .store import CHECKPOINT_SCHEMA, COLUMNS, KEY, REQUIRED, _now
-
-    if store.read_only:
-        raise StoreError(f"results store {store.path} is open read-only")
-    now = _now()
-    norm = normalize_frame(frame, COLUMNS, REQUIRED, KEY, now)
-    ck_rows = list(checkpoints)
-    if norm.empty and not ck_rows:
-        return 0
-    names = [n for n, _ in CHECKPOINT_SCHEMA]
-    with store._connect() as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            if not norm.empty:
-                con.register("bulk_incoming", norm)
-                con.execute(
-                    f"INSERT OR REPLACE INTO measurements ({', '.join(COLUMNS)}) "
-                    f"SELECT {', '.join(COLUMNS)} FROM bulk_incoming"
-                )
-                con.unregister("bulk_incoming")
-            merge_checkpoints(con, ck_rows, names, now, prefer)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-    return len(norm)
+def arrow_table(norm: pd.DataFrame) -> pa.Table:
+    """A normalised frame as an Arrow table: DuckDB's native scan format, faster and leaner
+    than scanning pandas."""
+    return pa.Table.from_pandas(norm, preserve_index=False)

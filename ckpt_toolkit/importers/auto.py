@@ -26,7 +26,7 @@ from .columnar import is_columnar, parse_columnar
 from .columns import TABLE_SUFFIXES, read_table
 from .common import ImportReport
 from .lm_eval import load_json, parse_lm_eval
-from .tidy import TEXT_COLUMNS, is_tidy, parse_tidy
+from .tidy import INT_COLUMNS, TEXT_COLUMNS, is_tidy, parse_tidy
 from .tokens import TokensPerStep, mapping_tokens_per_step, parse_tokens_per_step
 from .wide import FileNotMatched, id_columns, load_mapping, parse_wide
 
@@ -118,8 +118,9 @@ def import_results(
         elif f.suffix.lower() in TABLE_SUFFIXES:
             if fmt == "json":
                 raise ImportFormatError(f"{f}: a table, but lm-eval JSON was expected")
-            text_cols = TEXT_COLUMNS + (id_columns(m) if m else ())
-            df = read_table(f, text_cols)
+            text_cols = TEXT_COLUMNS + (id_columns(m, ("run", "checkpoint")) if m else ())
+            int_cols = INT_COLUMNS + (id_columns(m, ("step", "tokens", "params")) if m else ())
+            df = read_table(f, text_cols, int_cols)
             if m is not None and m.get("columns") is not None:
                 try:
                     frame, metas = parse_wide(
@@ -161,6 +162,7 @@ def import_results(
                     f"checkpoint; it has {list(df.columns)[:12]}); a wide table needs --mapping"
                 )
             batch.add_frame(frame, f)
+            del df, frame
         else:
             if single:
                 raise ImportFormatError(

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from ..store import KEY, ResultsStore
-from ..store_bulk import bulk_upsert, merge_checkpoint_row
+from ..store_bulk import merge_checkpoint_row
 from .common import ImportReport
 
 
@@ -41,7 +41,11 @@ class ImportBatch:
         """Write everything in one transaction; a later row with the same key wins (reported).
         Returns the number of rows written and fills the report's counts."""
         st = store if isinstance(store, ResultsStore) else ResultsStore(store)
-        frame = pd.concat(self.frames, ignore_index=True) if self.frames else pd.DataFrame()
+        if len(self.frames) == 1:
+            frame = self.frames.pop()
+        else:
+            frame = pd.concat(self.frames, ignore_index=True) if self.frames else pd.DataFrame()
+            self.frames.clear()
         if not frame.empty:
             frame["shots"] = frame["shots"].astype("int64")
             dup = frame.duplicated(list(KEY), keep="last")
@@ -63,7 +67,9 @@ class ImportBatch:
             for run in frame["run"].dropna().unique():
                 if run not in self.report.runs:
                     self.report.runs.append(str(run))
-        used = set(frame["checkpoint"]) if not frame.empty else set()
+        used = set(frame["checkpoint"].unique()) if not frame.empty else set()
         metas = [m for name, m in self.metas.items() if name in used]
-        self.report.rows_written += bulk_upsert(st, frame, metas, prefer="existing")
+        box = [frame]
+        del frame  # bulk_upsert then holds the only reference and frees it after checking
+        self.report.rows_written += st.bulk_upsert(box.pop(), metas, prefer="existing")
         return self.report.rows_written

@@ -114,7 +114,7 @@ def parse_columnar(
             info = tax.lookup(str(task))
             cat = "language_modeling" if loss and not info.known else info.category
             if cat == "other":
-                report.other_tasks.add(str(task))
+                report.note_other(str(task), info.known)
             for i, raw in enumerate(values):
                 value = as_number(raw)
                 if value is None:

@@ -23,9 +23,13 @@ def row_label(path: Path, i: int) -> str:
     return f"{path}: row {i}"
 
 
-def read_table(path: Path, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
-    """A CSV/TSV or Parquet file as a frame; ``text_columns`` of a CSV are read as text (so
-    ``1.7``, ``ten`` and huge numbers reach the checks unchanged). Errors name the file."""
+def read_table(
+    path: Path, text_columns: tuple[str, ...] = (), int_columns: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """A CSV/TSV or Parquet file as a frame. In a CSV, ``text_columns`` are read as text, and an
+    ``int_columns`` column that pandas reads as floats holding values >= 2^53 (where a float is
+    not exact) is read again as text, so the checks see its cells as written. Errors name the
+    file."""
     if not path.is_file():
         raise ImportFormatError(f"results file not found: {path}")
     suffix = path.suffix.lower()
@@ -36,7 +40,17 @@ def read_table(path: Path, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
         with open(path, encoding="utf-8") as fh:
             header = pd.read_csv(fh, sep=sep, nrows=0).columns
         dtypes = {c: "string[pyarrow]" for c in header if c in text_columns}
-        return pd.read_csv(path, sep=sep, dtype=dtypes, encoding="utf-8", low_memory=False)
+        df = pd.read_csv(path, sep=sep, dtype=dtypes, encoding="utf-8", low_memory=False)
+        inexact = [
+            c
+            for c in int_columns
+            if c in df.columns and df[c].dtype.kind == "f" and bool((df[c].abs() >= 2.0**53).any())
+        ]
+        if inexact:
+            again = pd.read_csv(path, sep=sep, usecols=inexact, dtype="string", encoding="utf-8")
+            for c in inexact:
+                df[c] = again[c]
+        return df
     except UnicodeDecodeError as exc:
         raise ImportFormatError(
             f"{path} is not UTF-8 text (byte {exc.start}); save the table as UTF-8"

@@ -44,7 +44,7 @@ class ImportReport:
     runs: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     skip_counts: dict[str, int] = field(default_factory=dict)
-    other_tasks: set[str] = field(default_factory=set)
+    other_tasks: dict[str, bool] = field(default_factory=dict)  # task → in the taxonomy?
     warnings: list[str] = field(default_factory=list)
     formats: dict[str, int] = field(default_factory=dict)
 
@@ -60,6 +60,11 @@ class ImportReport:
         if message not in self.warnings:
             self.warnings.append(message)
 
+    def note_other(self, task: str, known: bool) -> None:
+        """Record a task whose category is "other" (``known``: the taxonomy says so; else the
+        taxonomy does not know the task)."""
+        self.other_tasks[task] = known
+
     def add_file(self, file: str | Path, fmt: str) -> None:
         """Record one file read, in format ``fmt``."""
         self.files.append(str(file))
@@ -74,7 +79,7 @@ class ImportReport:
         self.skipped += other.skipped
         for r, n in other.skip_counts.items():
             self.skip_counts[r] = self.skip_counts.get(r, 0) + n
-        self.other_tasks |= other.other_tasks
+        self.other_tasks.update(other.other_tasks)
         for w in other.warnings:
             self.warn(w)
         for f, n in other.formats.items():
@@ -98,12 +103,19 @@ class ImportReport:
             for reason, n in sorted(self.skip_counts.items(), key=lambda t: (-t[1], t[0])):
                 examples = [s["item"] for s in self.skipped if s["reason"] == reason][:3]
                 lines.append(f"  {n} x {reason}" + (f"  (e.g. {', '.join(examples)})"))
-        if self.other_tasks:
-            tasks = sorted(self.other_tasks)
-            more = f" (+{len(tasks) - 20} more)" if len(tasks) > 20 else ""
+        unknown = sorted(t for t, known in self.other_tasks.items() if not known)
+        other = sorted(t for t, known in self.other_tasks.items() if known)
+        if unknown:
+            more = f" (+{len(unknown) - 20} more)" if len(unknown) > 20 else ""
             lines.append(
-                f"{len(tasks)} task(s) in taxonomy category 'other' (not averaged; add them "
-                f"with --taxonomy): {', '.join(tasks[:20])}{more}"
+                f"{len(unknown)} task(s) not in the taxonomy, so in category 'other' (not "
+                f"averaged; add them with --taxonomy): {', '.join(unknown[:20])}{more}"
+            )
+        if other:
+            more = f" (+{len(other) - 3} more)" if len(other) > 3 else ""
+            lines.append(
+                f"{len(other)} task(s) in category 'other' by the taxonomy (not averaged): "
+                f"{', '.join(other[:3])}{more}"
             )
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)

@@ -221,7 +221,7 @@ def parse_lm_eval(
             loss = tax.is_loss_series(task, metric)
             category = "language_modeling" if loss and not info.known else info.category
             if category == "other":
-                report.other_tasks.add(task)
+                report.note_other(task, info.known)
             rows.append(
                 {
                     "run": run_name,

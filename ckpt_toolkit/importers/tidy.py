@@ -38,21 +38,10 @@ TIDY_OPTIONAL = (
     "capability",
     "probe",
 )
-#: Columns read as text from a CSV so that the checks see the cells as written.
-TEXT_COLUMNS = (
-    "run",
-    "checkpoint",
-    "task",
-    "metric",
-    "capability",
-    "probe",
-    "step",
-    "tokens",
-    "params",
-    "n",
-    "shots",
-    "stderr",
-)
+#: Columns read as text from a CSV (names, not numbers).
+TEXT_COLUMNS = ("run", "checkpoint", "task", "metric", "capability", "probe")
+#: Whole-number columns: read as numbers, re-read as text when a float could be inexact.
+INT_COLUMNS = ("step", "tokens", "params", "n", "shots")
 SPEC_HASH = spec_hash({"importer": PROBE})
 
 
@@ -80,29 +69,30 @@ def capabilities(
     tasks still in "other" are listed in the report."""
     keys = pd.DataFrame(
         {
-            "task": tasks.astype(str),
-            "metric": metrics.astype(str),
+            "task": tasks.astype("string"),
+            "metric": metrics.astype("string"),
             "cap": given.astype("string") if given is not None else pd.NA,
             "loss": loss if loss is not None else False,
         }
     )
-    uniq = keys.drop_duplicates()
+    cols = ["task", "metric", "cap", "loss"]
+    codes = keys.groupby(cols, sort=False, dropna=False).ngroup().to_numpy()
+    uniq = keys.drop_duplicates(cols)
     cats = []
     for task, metric, cap, is_loss in uniq.itertuples(index=False):
+        task, metric = str(task), str(metric)
         cap = None if cap is pd.NA or cap is None else str(cap)
         if cap is not None:
             cat = tax.category_of_capability(cap)
         else:
             info = tax.lookup(task)
             cat = info.category
-            if not info.known and (is_loss or tax.is_loss_series(task, metric)):
+            if not info.known and (bool(is_loss) or tax.is_loss_series(task, metric)):
                 cat = "language_modeling"
         if cat == "other":
-            report.other_tasks.add(task)
+            report.note_other(task, cap is not None or tax.lookup(task).known)
         cats.append(cat)
-    uniq = uniq.assign(category=cats)
-    merged = keys.merge(uniq, on=["task", "metric", "cap", "loss"], how="left")
-    return pd.Series(merged["category"].to_numpy(), index=tasks.index)
+    return pd.Series(np.asarray(cats, dtype=object)[codes], index=tasks.index, dtype="string")
 
 
 def fill_tokens(

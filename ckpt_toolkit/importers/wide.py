@@ -189,10 +189,10 @@ def load_mapping(path: str | Path | dict[str, Any]) -> dict[str, Any]:
     return check_mapping(read_yaml_mapping(p, "mapping file", ImportFormatError), str(p))
 
 
-def id_columns(mapping: dict[str, Any]) -> tuple[str, ...]:
-    """Columns the mapping uses as run/step/tokens/params/checkpoint (read as text)."""
+def id_columns(mapping: dict[str, Any], keys: tuple[str, ...] = ID_KEYS) -> tuple[str, ...]:
+    """Columns the mapping uses for ``keys`` (default: run, step, tokens, params, checkpoint)."""
     return tuple(
-        mapping[k] for k in ID_KEYS if isinstance(mapping.get(k), str) and "{" not in mapping[k]
+        mapping[k] for k in keys if isinstance(mapping.get(k), str) and "{" not in mapping[k]
     )
 
 
