@@ -18,11 +18,12 @@ from typing import Any
 
 from ..analysis.taxonomy import Taxonomy
 from ..errors import ImportFormatError
+from ..probes.registry import IMPORT
 from ..specs import spec_hash
 from .common import ImportReport, as_number, checked_int, checkpoint_name, parse_size, parse_step
 from .tokens import TokensPerStep, tokens_per_step_for
 
-PROBE = "import"
+PROBE = IMPORT
 _RUN_SUFFIX_RE = re.compile(r"([_-](agg|aggregated?|checkpoints?|results?))+$", re.IGNORECASE)
 
 

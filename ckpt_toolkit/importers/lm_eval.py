@@ -20,6 +20,7 @@ from typing import Any
 
 from ..analysis.taxonomy import Taxonomy, load_taxonomy
 from ..errors import ImportFormatError
+from ..probes.registry import LM_EVAL
 from ..specs import spec_hash
 from ..store import ResultsStore
 from .common import (
@@ -32,7 +33,7 @@ from .common import (
 )
 from .tokens import TokensPerStep, tokens_per_step_for
 
-PROBE = "lm-eval"
+PROBE = LM_EVAL
 _META_KEYS = {"alias", "samples", "name", "sample_len", " "}
 
 

@@ -19,12 +19,13 @@ import pandas as pd
 
 from ..analysis.taxonomy import Taxonomy
 from ..errors import ImportFormatError
+from ..probes.registry import IMPORT
 from ..specs import spec_hash
 from .columns import float_column, int_column, row_label
 from .common import ImportReport, parse_size
 from .tokens import TokensPerStep, tokens_per_step_for
 
-PROBE = "import"
+PROBE = IMPORT
 TIDY_REQUIRED = ("task", "metric", "value")
 TIDY_OPTIONAL = (
     "run",

@@ -31,6 +31,7 @@ import pandas as pd
 
 from ..analysis.taxonomy import Taxonomy
 from ..errors import ImportFormatError
+from ..probes.registry import IMPORT
 from ..specs import spec_hash
 from ..yamlfiles import read_yaml_mapping
 from .columns import int_column
@@ -38,7 +39,7 @@ from .common import ImportReport, checked_int, parse_size
 from .tidy import capabilities, checkpoint_metas, fill_tokens
 from .tokens import TokensPerStep, mapping_tokens_per_step
 
-PROBE = "import"
+PROBE = IMPORT
 MAPPING_KEYS = {
     "run",
     "run_name",
