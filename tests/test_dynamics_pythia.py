@@ -201,3 +201,70 @@ def test_cli_import_and_dynamics(pythia_evals, tmp_path):
     cv = pd.read_csv(out / "curves.csv")
     assert cv["x"].max() == 143000  # --x step
     assert main(["dynamics", "--store", str(s), "--out", str(out), "--x", "bogus"]) == 2
+
+
+def _steps(root, size):
+    return sorted(
+        int(p.stem.split("step")[1]) for p in (root / f"pythia-{size}" / "zero-shot").glob("*.json")
+    )
+
+
+def test_snr_by_hand(pythia_tables, pythia_evals):
+    """snr.csv for arc_easy acc: each size's last five checkpoints read from the files."""
+    finals, rel = [], []
+    for size in SIZES:
+        last5 = [_json(pythia_evals, size, s)["results"]["arc_easy"]["acc"] for s in
+                 _steps(pythia_evals, size)[-5:]]  # fmt: skip
+        finals.append(np.mean(last5))
+        rel.append(np.std(last5, ddof=1) / np.mean(last5))
+    signal = (max(finals) - min(finals)) / np.mean(finals)
+    noise = math.sqrt(np.mean(np.square(rel)))
+    snr = pythia_tables[0]["snr"]
+    row = snr[(snr.window == "final") & (snr.task == "arc_easy") & (snr.metric == "acc")].iloc[0]
+    assert row["signal"] == pytest.approx(signal) and row["noise"] == pytest.approx(noise)
+    assert row["snr"] == pytest.approx(signal / noise) and row["n_runs"] == 4
+    rec = pythia_tables[0]["recommendations"]
+    fin = rec[rec.window == "final"].set_index(["task", "metric"])
+    assert fin.loc[("arc_easy", "acc"), "recommended"]
+    # LogiQA stays at chance for every size: never recommended, and the row says so
+    assert not fin.loc[("logiqa", "acc"), "recommended"]
+    assert "chance" in fin.loc[("logiqa", "acc"), "reason"]
+    assert not rec[rec.task == "logiqa"]["recommended"].any()
+    # LAMBADA declines late in the two smallest models: a warning, not silence
+    lam = fin.loc[("lambada_openai", "acc"), "warning"]
+    assert _run("70m") in lam and _run("160m") in lam
+
+
+def test_size_order_and_cross_run_by_hand(pythia_tables, pythia_evals):
+    t = pythia_tables[0]
+    params = {s: float(p) for s, p in zip(SIZES, [7.0e7, 1.6e8, 4.1e8, 1.4e9])}  # order only
+    final = {s: _json(pythia_evals, s, 143000)["results"] for s in SIZES}
+    so = t["size_order"].set_index(["task", "metric"])
+    for task in ("logiqa", "wsc", "arc_easy"):
+        want = stats.spearmanr([params[s] for s in SIZES], [final[s][task]["acc"] for s in SIZES])[
+            0
+        ]
+        assert so.loc[(task, "acc"), "spearman"] == pytest.approx(want)
+    # cross-run at the last step: -ln(lambada ppl) vs piqa acc across the four sizes
+    loss = [math.log(final[s]["lambada_openai"]["ppl"]) for s in SIZES]
+    acc = [final[s]["piqa"]["acc"] for s in SIZES]
+    cr = t["cross_run"]
+    row = cr[(cr.x == 143000 * TPS) & (cr.task == "piqa") & (cr.metric == "acc")].iloc[0]
+    assert (row["loss_task"], row["loss_metric"], row["n_runs"]) == ("lambada_openai", "ppl", 4)
+    assert row["spearman"] == pytest.approx(stats.spearmanr(-np.array(loss), acc)[0])
+    pairs = list(itertools.combinations(range(4), 2))
+    disc = sum((loss[i] < loss[j]) == (acc[i] < acc[j]) for i, j in pairs) / len(pairs)
+    assert row["discordant_share"] == pytest.approx(disc)
+    # decision accuracy of sciq acc at step 3000 against sciq acc at step 143000
+    early = [_json(pythia_evals, s, 3000)["results"]["sciq"]["acc"] for s in SIZES]
+    late = [final[s]["sciq"]["acc"] for s in SIZES]
+    credit = [
+        0.5 if early[i] == early[j] else float((early[i] < early[j]) == (late[i] < late[j]))
+        for i, j in pairs
+        if late[i] != late[j]
+    ]
+    da = t["decision_accuracy"]
+    r = da[(da.task == "sciq") & (da.metric == "acc") & (da.x == 3000 * TPS)].iloc[0]
+    assert r["decision_accuracy"] == pytest.approx(np.mean(credit)) and r["n_pairs"] == len(credit)
+    # tables listing runs go by size
+    assert list(dict.fromkeys(t["phases"]["run"])) == [_run(s) for s in SIZES]
