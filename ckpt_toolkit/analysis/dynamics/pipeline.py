@@ -9,7 +9,13 @@ import pandas as pd
 
 from ...errors import ParameterError
 from ..taxonomy import Taxonomy, load_taxonomy
-from . import agreement as ag
+from .agreement import (
+    lead_lag,
+    loss_agreement,
+    sibling_prediction,
+    size_agreement,
+    trajectory_correlations,
+)
 from .cross_run import cross_run_agreement, decision_accuracy, size_order
 from .curves import (
     CURVE_KEYS,
@@ -92,12 +98,12 @@ def run_dynamics(
         "curves": cv,
         "fits": fit_curves(cv),
         "phases": ph,
-        "correlations": ag.trajectory_correlations(cv),
-        "sibling_prediction": ag.sibling_prediction(cv),
-        "lead_lag": ag.lead_lag(ph),
-        "size_agreement": ag.size_agreement(cv),
+        "correlations": trajectory_correlations(cv),
+        "sibling_prediction": sibling_prediction(cv),
+        "lead_lag": lead_lag(ph),
+        "size_agreement": size_agreement(cv),
         "size_order": size_order(mt),
-        "loss_agreement": ag.loss_agreement(cv, lt),
+        "loss_agreement": loss_agreement(cv, lt),
         "snr": snr_table(finals, last_n) if finals is not None else snr_table(pd.DataFrame()),
         "recommendations": monitoring_advice(mt, ph, last_n, top_k=top_k, finals=finals),
         "cross_run": cross_run_agreement(mt, ls, x_tolerance=x_tolerance),
