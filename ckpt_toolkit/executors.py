@@ -368,10 +368,11 @@ class Executor:
                 )
 
     def unit_threads(self, unit: WorkUnit) -> int:
-        """Torch threads for ``unit``: ``--threads`` if given, else the policy capped by its CPUs."""
+        """Torch threads for ``unit``: ``--threads`` if given, else the policy (capped by
+        ``--num-cpus`` when the user gave it; a sweep's own CPU proposal is for Ray)."""
         if self.options.threads is None and self._monitor is None:
             self._monitor = LoadMonitor()
-        return resolve_threads(self.options.threads, self.request(unit)["num_cpus"], self._monitor)
+        return resolve_threads(self.options.threads, self.options.num_cpus, self._monitor)
 
     def run(
         self, units: Sequence[WorkUnit], on_result: Callable[[WorkUnit, Any], None]

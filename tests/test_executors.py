@@ -348,3 +348,35 @@ def test_zoo_train_max_retries_retries(tmp_path, monkeypatch, capsys):
     manifest = (tmp_path / "b" / "manifest.csv").read_text()
     assert "clm-xs" in manifest and "span-xs" in manifest
     assert sorted(f.name for f in flaky.iterdir()) == ["clm-xs", "span-xs"]
+
+
+def _torch_threads() -> list[dict]:
+    import torch
+
+    return [{"threads": torch.get_num_threads()}]
+
+
+def test_local_executor_threads_follow_the_policy_per_unit(monkeypatch):
+    """auto: the policy's answer for each unit (the sweep's 1-CPU proposal is for Ray, not a
+    cap); --num-cpus caps it; --threads N is used as given; torch's count is restored after."""
+    torch = pytest.importorskip("torch")
+    from ckpt_toolkit.threads import CpuBudget, LoadMonitor
+
+    budgets = iter([CpuBudget(2, None, 0.0), CpuBudget(2, None, 1.0)])  # idle, then one busy
+    monkeypatch.setattr(LoadMonitor, "budget", lambda self: next(budgets))
+    before = torch.get_num_threads()
+    units = [WorkUnit(k, _torch_threads, resources={"num_cpus": 1}) for k in ("a", "b")]
+    got: dict[str, int] = {}
+
+    def keep(unit, rows):
+        got[unit.key] = rows[0]["threads"]
+
+    LocalExecutor(progress=False).run(units, keep)
+    assert got == {"a": 2, "b": 1}
+    assert torch.get_num_threads() == before
+    budgets = iter([CpuBudget(4, None, 0.0)] * 2)
+    get_executor("local", num_cpus=1, progress=False).run(units, keep)
+    assert got == {"a": 1, "b": 1}  # 4 free cores, capped by --num-cpus 1
+    get_executor("local", threads=2, progress=False).run(units, keep)
+    assert got == {"a": 2, "b": 2}
+    assert torch.get_num_threads() == before
