@@ -380,3 +380,73 @@ def test_successful_report_prints_no_kernel_noise(tmp_path):
     noise = [ln for ln in lines if not any(e in ln for e in expected)]
     assert noise == []  # no [IPKernelApp] ERROR | KeyboardInterrupt, no TCP warning
     assert "1/1 reports ok" in proc.stderr
+
+
+# -- 3: a second process locks the store just as a probed checkpoint's rows are written ---------
+HOLDER = (
+    "import sys, time, duckdb\n"
+    "con = duckdb.connect(sys.argv[1])\n"
+    "print('holding', flush=True)\n"
+    "time.sleep(float(sys.argv[2]))\n"
+)
+
+
+class _LockedAtWrite(ResultsStore):
+    """A store whose first upsert finds the file locked by a real second process that holds it
+    for ``hold`` seconds (started right before the write, after the checkpoint was probed)."""
+
+    hold = 3.0
+    holder: subprocess.Popen | None = None
+
+    def upsert(self, rows, checkpoints=()):
+        if type(self).holder is None:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", HOLDER, str(self.path), str(self.hold)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert proc.stdout.readline().strip() == "holding"
+            type(self).holder = proc
+        return super().upsert(rows, checkpoints)
+
+
+@pytest.fixture
+def locked_at_write():
+    _LockedAtWrite.holder, _LockedAtWrite.hold = None, 3.0
+    yield _LockedAtWrite
+    if _LockedAtWrite.holder is not None:
+        _LockedAtWrite.holder.kill()
+        _LockedAtWrite.holder.wait()
+
+
+def test_probe_sweep_waits_for_a_locked_store(
+    shared_ckpt, heldout, tmp_path, capfd, locked_at_write
+):
+    from ckpt_toolkit.probes import run_probes
+
+    store = locked_at_write(tmp_path / "s.duckdb", lock_timeout=60)
+    report = run_probes(str(shared_ckpt), store, probes="ppl", heldout=str(heldout), progress=False)
+    pid = locked_at_write.holder.pid
+    assert report.ok and report.rows_written == 3
+    assert set(ResultsStore(tmp_path / "s.duckdb").to_pandas()["metric"]) == {"ppl", "loss", "bpb"}
+    err = capfd.readouterr().err
+    assert f"is locked by PID {pid}" in err and "lock released" in err
+
+
+def test_probe_sweep_keeps_rows_when_the_lock_outlives_the_wait(
+    shared_ckpt, heldout, tmp_path, locked_at_write
+):
+    from ckpt_toolkit.errors import StoreLockedError
+    from ckpt_toolkit.probes import run_probes
+
+    path = tmp_path / "s.duckdb"
+    locked_at_write.hold = 4.0
+    store = locked_at_write(path, lock_timeout=0.5)
+    with pytest.raises(StoreLockedError, match="locked by PID") as info:
+        run_probes(str(shared_ckpt), store, probes="ppl", heldout=str(heldout), progress=False)
+    assert "kept in" in str(info.value) and info.value.kept.is_file()
+    locked_at_write.holder.wait()
+    # the next sweep stores the kept rows first, then finds the checkpoint already probed
+    again = run_probes(str(shared_ckpt), path, probes="ppl", heldout=str(heldout), progress=False)
+    assert again.done == [] and len(again.skipped) == 1
+    assert set(ResultsStore(path).to_pandas()["metric"]) == {"ppl", "loss", "bpb"}
