@@ -217,3 +217,242 @@ def test_cli_import(tmp_path, capsys):
     bad.write_text("{")
     assert main(["import", "lm-eval", str(bad), "--store", str(s)]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+# -- format detection: `ckpt import PATH` --------------------------------------------------------
+
+COLUMNAR = {
+    "tokens": [2_000_000_000, 4_000_000_000, 6_000_000_000],
+    "checkpoints": [1000, 2000, "global_step3000"],
+    "results": {
+        "arc_easy": {"acc": [0.40, 0.45, None], "acc_stderr": [0.010, 0.011, 0.012]},
+        "lambada": {"ppl": [80.5, 40.25, 30.0]},
+        "mystery_task": {"acc": [0.1, 0.2, 0.3]},
+    },
+}
+
+
+def test_columnar_aggregate_json(tmp_path, capsys):
+    f = _write(tmp_path / "tr3d-1B3-oscar-checkpoints_agg.json", COLUMNAR)
+    s = tmp_path / "s.duckdb"
+    assert main(["import", str(f), "--store", str(s)]) == 0
+    out = capsys.readouterr().out
+    df = ResultsStore(s).to_pandas()
+    # 3 tasks x 3 checkpoints, minus the one null score
+    assert len(df) == 8 and set(df["run"]) == {"tr3d-1B3-oscar"}
+    assert set(df["checkpoint"]) == {f"tr3d-1B3-oscar@step{k}" for k in (1000, 2000, 3000)}
+    assert set(df["params"]) == {1_300_000_000}  # "1B3" is 1.3 billion
+    arc = df[df.task == "arc_easy"].set_index("step")
+    assert arc.loc[2000, "value"] == 0.45 and arc.loc[2000, "stderr"] == 0.011
+    assert arc.loc[2000, "tokens"] == 4_000_000_000 and 3000 not in arc.index
+    lam = df[df.task == "lambada"].set_index("step")
+    assert lam.loc[3000, "value"] == 30.0 and set(lam["capability"]) == {"language_modeling"}
+    assert "1 x null, NaN or non-numeric value" in out
+    assert "mystery_task" in out and "not in the taxonomy" in out
+    assert "(1 columnar)" in out
+
+
+def _olmo_csv(path, steps, tokens_per_step, base):
+    """A wide CSV as an experiment tracker exports it (OLMo-ladder-like columns)."""
+    lines = [
+        "_step,throughput/total_tokens,eval/downstream/hellaswag_val_rc_5shot_len_norm,"
+        "eval/downstream/arc_easy_val_mc_0shot,eval/c4_en-validation/CrossEntropyLoss,"
+        "eval/downstream/hellaswag_val_rc_5shot_len_norm_stderr,train/lr"
+    ]
+    for i, st in enumerate(steps):
+        hs = "" if i == 0 else f"{base + 0.01 * i:.4f}"  # first eval row missing
+        lines.append(
+            f"{st},{st * tokens_per_step},{hs},{0.3 + 0.02 * i:.4f},{4.0 - 0.1 * i:.4f},"
+            f"0.005,0.0003"
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
+OLMO_MAPPING = r"""
+files: "*.csv"
+filename: '(?P<size>[0-9.]+[MB])-(?P<budget>[0-9]+xC)\.csv'  # single quotes: no YAML escapes
+run: "{size}-{budget}"
+step: _step
+tokens: throughput/total_tokens
+columns:
+  - {match: '.*_stderr', skip: true}
+  - match: 'eval/downstream/(?P<task>.+?)_(?P<shots>\d+)shot(_(?P<metric>len_norm))?'
+  - match: 'eval/(?P<task>[^/]+)/CrossEntropyLoss'
+    metric: ce_loss
+    loss: true
+"""
+
+
+def test_wide_folder_with_one_pattern_mapping(tmp_path, capsys):
+    d = tmp_path / "ladder"
+    d.mkdir()
+    _olmo_csv(d / "1B-5xC.csv", [100, 200, 300], 4_194_304, 0.50)
+    _olmo_csv(d / "1B-10xC.csv", [100, 200], 4_194_304, 0.55)
+    _olmo_csv(d / "190M-5xC.csv", [50, 100], 1_048_576, 0.40)
+    (d / "summary.csv").write_text("a,b\n1,2\n")  # matches files: but not filename:
+    m = tmp_path / "ladder.yaml"
+    m.write_text(OLMO_MAPPING)
+    s = tmp_path / "s.duckdb"
+    assert main(["import", str(d), "--store", str(s), "--mapping", str(m)]) == 0
+    out = capsys.readouterr().out
+    store = ResultsStore(s)
+    df = store.to_pandas()
+    # per file: 3 value columns x rows, minus the first (empty) hellaswag cell
+    assert len(df) == (3 * 3 - 1) + (3 * 2 - 1) + (3 * 2 - 1)
+    assert set(df["run"]) == {"1B-5xC", "1B-10xC", "190M-5xC"}
+    hs = df[(df.run == "1B-5xC") & (df.step == 300)].set_index("task")
+    row = hs.loc["hellaswag_val_rc"]
+    assert (row["metric"], row["shots"], row["value"]) == ("len_norm", 5, 0.52)
+    assert row["capability"] == "commonsense" and row["tokens"] == 300 * 4_194_304
+    assert row["params"] == 1_000_000_000
+    arc = hs.loc["arc_easy_val_mc"]
+    assert (arc["metric"], arc["shots"], arc["capability"]) == ("acc", 0, "knowledge")
+    ce = hs.loc["c4_en-validation"]
+    assert ce["metric"] == "ce_loss" and ce["capability"] == "language_modeling"
+    assert json.loads(ce["provenance"])["loss"] is True
+    small = df[df.run == "190M-5xC"]
+    assert set(small["params"]) == {190_000_000}
+    assert set(small["tokens"]) == {50 * 1_048_576, 100 * 1_048_576}
+    # the file-name groups are the run's variant configuration
+    cks = store.checkpoints().set_index("checkpoint")
+    cfg = cks.loc["1B-10xC@step200", "config"]
+    assert (cfg["size"], cfg["budget"]) == ("1B", "10xC")
+    # unmatched column reported once for the mapping (not once per file); bad name skipped
+    assert out.count("train/lr") == 1 and "1 x no column or rule of the mapping" in out
+    assert "1 x file name does not match the mapping's filename" in out
+    # the loss rows are the runs' loss series for the analyses
+    from ckpt_toolkit.analysis.taxonomy import load_taxonomy
+
+    tax = load_taxonomy()
+    assert {"probe": "import", "metric": "ce_loss"} in tax.loss_metrics
+    assert tax.is_loss_metric("ce_loss")
+
+
+def test_tidy_and_wide_parquet(tmp_path):
+    import pandas as pd
+
+    tidy = pd.DataFrame(
+        {
+            "run": ["m-70m"] * 3,
+            "step": [10, 20, 20],
+            "task": ["piqa", "piqa", "boolq"],
+            "metric": ["acc", "acc", "acc"],
+            "value": [0.55, 0.60, 0.62],
+            "shots": [0, 0, 5],
+        }
+    )
+    tidy.to_parquet(tmp_path / "tidy.parquet", index=False)
+    wide = pd.DataFrame({"model": ["m-1b", "m-1b"], "step": [5, 6], "arc": [0.3, 0.35]})
+    wide.to_parquet(tmp_path / "wide.parquet", index=False)
+    s = ResultsStore(tmp_path / "s.duckdb")
+    from ckpt_toolkit.importers import import_results
+
+    rep = import_results(tmp_path / "tidy.parquet", s, tokens_per_step="m-70m=100")
+    assert rep.rows_written == 3 and rep.formats == {"tidy": 1} and not rep.warnings
+    m = {"run": "model", "step": "step", "tokens_per_step": 7, "columns": {"arc": "arc_easy"}}
+    rep = import_results(tmp_path / "wide.parquet", s, mapping=m)
+    df = s.to_pandas().set_index(["run", "step", "task"])
+    assert df.loc[("m-70m", 20, "boolq"), "shots"] == 5
+    assert df.loc[("m-70m", 20, "piqa"), "tokens"] == 2000
+    assert df.loc[("m-1b", 6, "arc_easy"), "value"] == 0.35
+    assert df.loc[("m-1b", 6, "arc_easy"), "tokens"] == 42
+
+
+def test_mixed_folder_detects_each_format(tmp_path, capsys):
+    d = tmp_path / "mixed"
+    d.mkdir()
+    _write(d / "results_step3000.json", V04)
+    _write(d / "tr3d-1B3-oscar_agg.json", COLUMNAR)
+    (d / "tidy.csv").write_text(TIDY)
+    (d / "README.md").write_text("not results")
+    _write(d / "config.json", {"lr": 0.1})
+    s = tmp_path / "s.duckdb"
+    assert main(["import", str(d), "--store", str(s)]) == 0
+    out = capsys.readouterr().out
+    assert "(1 columnar, 1 lm-eval, 1 tidy)" in out
+    assert len(ResultsStore(s)) == 7 + 8 + 3
+    assert "1 x JSON without 'results'" in out and "README" not in out  # only result suffixes
+
+
+# -- tokens per step ----------------------------------------------------------------------------
+
+
+def test_pythia_batch_size_variants_are_not_given_2m_tokens(tmp_path):
+    from ckpt_toolkit.importers import family_tokens_per_step, import_results
+
+    assert family_tokens_per_step("pythia-160m")[0] == 1024 * 2048
+    assert family_tokens_per_step("pythia-160m-0.5MtokBS")[0] == 256 * 2048
+    assert family_tokens_per_step("pythia-160m-4MtokBS")[0] == 2048 * 2048
+    assert family_tokens_per_step("pythia-160m-bs512")[0] is None  # a marker we cannot read
+    assert family_tokens_per_step("gpt2")[0] is None
+    rows = "run,step,task,metric,value\n"
+    rows += "pythia-160m-0.5MtokBS,10,piqa,acc,0.5\npythia-160m-bs512,10,piqa,acc,0.5\n"
+    rows += "my-model,10,piqa,acc,0.5\n"
+    f = tmp_path / "t.csv"
+    f.write_text(rows)
+    s = ResultsStore(tmp_path / "s.duckdb")
+    rep = import_results(f, s, tokens_per_step="my-model=3")
+    tok = s.to_pandas().set_index("run")["tokens"]
+    assert tok["pythia-160m-0.5MtokBS"] == 10 * 524_288
+    assert tok.isna()["pythia-160m-bs512"] and tok["my-model"] == 30
+    assert len(rep.warnings) == 2  # one assumed, one unknown; none for the given run
+    assert any("assumed" in w and "0.5MtokBS" in w for w in rep.warnings)
+    assert any("unknown" in w and "bs512" in w for w in rep.warnings)
+
+
+def test_lm_eval_assumed_tokens_warn_and_given_tokens_do_not(tmp_path):
+    f = _write(tmp_path / "r.json", V04)
+    rep = import_lm_eval(f, tmp_path / "a.duckdb", progress=False)
+    assert any("pythia-160m" in w and "assumed" in w for w in rep.warnings)
+    rep = import_lm_eval(f, tmp_path / "b.duckdb", tokens_per_step="pythia-160m=5", progress=False)
+    assert rep.warnings == []
+    assert set(ResultsStore(tmp_path / "b.duckdb").to_pandas()["tokens"]) == {15_000}
+
+
+# -- metadata: an import never erases what the store knows ---------------------------------------
+
+
+def test_import_keeps_checkpoint_metadata_and_adds_provenance(tmp_path):
+    s = ResultsStore(tmp_path / "s.duckdb")
+    probe_meta = {
+        "checkpoint": "m-70m@step200",
+        "run": "m-70m",
+        "step": 200,
+        "tokens": 2000,
+        "params": 70_123_456,
+        "fingerprint": "abc123",
+        "path": "/ckpts/m-70m/checkpoint-200",
+        "config": {"objective": "clm", "lr": 0.001},
+    }
+    s.upsert(
+        [
+            {
+                "checkpoint": "m-70m@step200",
+                "probe": "ppl",
+                "task": "wiki",
+                "metric": "ppl",
+                "value": 12.0,
+                "fingerprint": "abc123",
+            }
+        ],
+        checkpoints=[probe_meta],
+    )
+    f = tmp_path / "tidy.csv"
+    f.write_text(TIDY)
+    import_csv(f, s)
+    import_csv(f, s)  # twice: provenance is not duplicated
+    ck = s.checkpoints().set_index("checkpoint").loc["m-70m@step200"]
+    assert ck["fingerprint"] == "abc123" and ck["path"] == "/ckpts/m-70m/checkpoint-200"
+    assert ck["params"] == 70_123_456  # the probe's exact count, not the name's 70M
+    assert ck["config"]["objective"] == "clm" and ck["config"]["lr"] == 0.001
+    assert ck["config"]["imports"] == [
+        {"format": "tidy", "importer": "import", "source": str(f.resolve())}
+    ]
+    # a later probe write updates what it measures and keeps the import's provenance
+    s.upsert([], checkpoints=[dict(probe_meta, fingerprint="def456", config={"lr": 0.002})])
+    ck = s.checkpoints().set_index("checkpoint").loc["m-70m@step200"]
+    assert ck["fingerprint"] == "def456" and ck["config"]["lr"] == 0.002
+    assert ck["config"]["objective"] == "clm" and len(ck["config"]["imports"]) == 1
+    # a checkpoint the store did not know gets the import's metadata
+    new = s.checkpoints().set_index("checkpoint").loc["m-70m@step100"]
+    assert new["tokens"] == 1000 and new["path"] != new["path"]  # NaN: no path known
