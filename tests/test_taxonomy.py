@@ -130,3 +130,54 @@ def test_annotate_probe_rows_use_their_capability_and_chance():
     assert a["chance"].tolist()[:2] == [0.2, 0.0]
     assert a["chance"].iloc[3] == 0.5
     assert a["lower_is_better"].tolist() == [False, False, True, False]
+
+
+@pytest.mark.parametrize(
+    "raw, norm",
+    [
+        ("hellaswag_val_rc_5shot", "hellaswag"),
+        ("hellaswag_val_rc_5shot_len_norm", "hellaswag"),
+        ("eval/downstream/winogrande_val_mc_5shot", "winogrande"),
+        ("arc_challenge:mc::olmes", "arc_challenge"),
+        ("csqa:rc", "csqa"),
+        ("c4_en-validation", "c4_en"),
+        ("PIQA_test", "piqa"),
+        ("arc_easy", "arc_easy"),  # a real name is never cut
+        ("mmlu_stem_var", "mmlu_stem"),
+    ],
+)
+def test_normalize_task_name(raw, norm):
+    from ckpt_toolkit.analysis.taxonomy import normalize_task_name
+
+    assert normalize_task_name(raw) == norm
+
+
+@pytest.mark.parametrize(
+    "task, category, chance",
+    [
+        ("hellaswag_val_rc_5shot", "commonsense", 0.25),  # OLMo in-loop evaluator
+        ("socialiqa_rc_5shot", "commonsense", 0.333333),
+        ("arc_challenge:mc::olmes", "knowledge", 0.25),  # OLMES
+        ("boolq_val_mc_5shot_len_norm", "reading_comprehension", 0.5),
+        ("lambada", "language_modeling", 0.0),  # BigScience evaluation files
+        ("headqa", "knowledge", 0.25),
+        ("rte", "reading_comprehension", 0.5),
+        ("c4_en-validation", "language_modeling", 0.0),
+    ],
+)
+def test_lookup_normalises_real_task_names(task, category, chance):
+    info = load_taxonomy().lookup(task)
+    assert info.known and (info.category, info.chance) == (category, chance)
+    assert info.benchmark == task  # the stored name is kept: no silent merging of variants
+
+
+def test_loss_series():
+    tax = load_taxonomy()
+    assert tax.is_loss_series("lambada", "ppl")
+    assert tax.is_loss_series("lambada_openai", "ppl")
+    assert not tax.is_loss_series("lambada", "acc")
+    assert tax.is_loss_series("c4_en-validation", "CrossEntropyLoss")
+    assert tax.is_loss_series("pile-validation", "bpb")
+    assert tax.is_loss_series("anything", "ce_loss")
+    assert not tax.is_loss_series("arc_easy", "acc_norm")
+    assert {"task": "lambada", "metric": "ppl"} in tax.loss_metrics
