@@ -450,3 +450,10 @@ def test_probe_sweep_keeps_rows_when_the_lock_outlives_the_wait(
     again = run_probes(str(shared_ckpt), path, probes="ppl", heldout=str(heldout), progress=False)
     assert again.done == [] and len(again.skipped) == 1
     assert set(ResultsStore(path).to_pandas()["metric"]) == {"ppl", "loss", "bpb"}
+
+
+@pytest.mark.parametrize("value", ["abc", "runA=x", "=5", "0", "-4"])
+def test_tokens_per_step_option_is_validated(shared_ckpt, value, capsys):
+    for cmd in (["checkpoints", "list"], ["probe"]):
+        assert main([*cmd, str(shared_ckpt), "--tokens-per-step", value]) == 2
+        assert "error: --tokens-per-step" in capsys.readouterr().err

@@ -10,20 +10,18 @@ import typer
 from ..checkpoints import fingerprint, resolve_source, verify_folder
 from ..checkpoints.loading import local_folder
 from ..checkpoints.resolve import leaves_manifest_folder
-from ..errors import CkptError
+from ..errors import CkptError, ImportFormatError, ParameterError
 
 
 def parse_tokens_per_step(value: str | None) -> int | dict[str, int] | None:
-    """``2097152`` (every run) or ``runA=1024,runB=2048`` (per run)."""
-    if not value:
-        return None
-    if "=" not in value:
-        return int(value)
-    out = {}
-    for part in value.split(","):
-        run, _, n = part.partition("=")
-        out[run.strip()] = int(n)
-    return out
+    """``2097152`` (every run) or ``runA=1024,runB=2048`` (per run); ``abc``, ``runA=x``, 0 or
+    a negative number raise :class:`ParameterError` naming ``--tokens-per-step``."""
+    from ..importers.tokens import parse_tokens_per_step as parse  # the one parser of this value
+
+    try:
+        return parse(value)
+    except ImportFormatError as exc:
+        raise ParameterError(str(exc)) from None
 
 
 def register(app: typer.Typer) -> None:
