@@ -298,7 +298,51 @@ def test_a_registered_probe_runs_through_the_sweep(tiny_checkpoint, tmp_path):
         assert row.value == 10.0 and row.n == 2  # (3 + 2 words) x scale 2
         assert "toy_words" in reg.format_probe_list()
         with pytest.raises(ParameterError, match="toy_words.scale must be >= 0"):
-            run_probes(str(tiny_checkpoint), store, probes="toy_words", heldout=held,
-                       probe_params={"toy_words": {"scale": -1}}, progress=False)
+            run_probes(
+                str(tiny_checkpoint),
+                store,
+                probes="toy_words",
+                heldout=held,
+                probe_params={"toy_words": {"scale": -1}},
+                progress=False,
+            )
     finally:
         reg._PROBES.pop("toy_words", None)
+
+
+def test_taxonomy_yaml_may_add_but_not_flip_a_direction(tmp_path):
+    from ckpt_toolkit.analysis.taxonomy import load_taxonomy
+
+    extra = tmp_path / "tax.yaml"
+    extra.write_text("lower_is_better: [my_error_rate]\n")
+    tax = load_taxonomy(extra)
+    assert tax.is_loss_metric("my_error_rate") and not load_taxonomy().is_loss_metric(
+        "my_error_rate"
+    )
+    extra.write_text("lower_is_better: [acc]\n")
+    with pytest.raises(ParameterError, match=r"tax.yaml: lower_is_better lists 'acc'"):
+        load_taxonomy(extra)
+
+
+def test_spec_hashes_stay_put_except_for_the_changed_sc_ppl():
+    from ckpt_toolkit.probes.specs import ProbeSpec
+    from ckpt_toolkit.specs import spec_hash
+
+    def fields(probe: str, params: dict) -> dict:
+        return {
+            "probe": probe,
+            "task": "d",
+            "shots": 0,
+            "data_hash": "h",
+            "limit": None,
+            "dtype": "float32",
+            "params": params,
+            "version": 1,
+        }
+
+    kshot = {"seed": 1234, "separator": "\n\n", "max_new_tokens": 32}
+    assert ProbeSpec("kshot", "d", 0, "h", params=kshot).hash == spec_hash(fields("kshot", kshot))
+    sc = {"noise_density": 0.15, "mean_span": 3.0, "seed": 0, "window": None}
+    new = ProbeSpec("sc_ppl", "d", 0, "h", params=sc).hash
+    assert new == spec_hash({**fields("sc_ppl", sc), "probe_version": 2})
+    assert new != spec_hash(fields("sc_ppl", sc))  # rows of the old corruption are recomputed
