@@ -392,3 +392,114 @@ def test_prefix_token_replaces_bos(lm):
         resolve_prefix_token(tok, "two words here")
     with pytest.raises(ParameterError, match="out of range"):
         resolve_prefix_token(tok, str(len(tok) + 5))
+
+
+def test_log_items_writes_per_item_scores_beside_the_store(tmp_path, tiny_checkpoint, lm):
+    """`ckpt probe --log-items`: one Parquet file per checkpoint and spec beside the store;
+    each record checked against a full pass of its own, the store's aggregates against them."""
+    import json
+
+    import pandas as pd
+
+    from ckpt_toolkit.cli import main
+    from ckpt_toolkit.probes.item_log import item_log_dir, read_item_log
+    from ckpt_toolkit.store import ResultsStore
+    from ckpt_toolkit.tasks import write_task_file
+
+    model, tok = lm
+    docs = [TEXTS[i] for i in (1, 3, 6, 7)]  # each fits the 128-token window: one pass
+    (tmp_path / "heldout").mkdir()
+    with (tmp_path / "heldout" / "web.jsonl").open("w") as fh:
+        fh.writelines(json.dumps({"text": t}) + "\n" for t in docs)
+    items = [
+        {
+            "id": f"q{i}",
+            "context": f"Question: What is {i} plus {i + 1}?\nAnswer:",
+            "choices": [f" {2 * i + 1}", f" {2 * i + 2}", " zero"],
+            "gold": i % 3,
+            "capability": "math",
+            "split": "train" if i < 2 else "test",
+        }
+        for i in range(8)
+    ]
+    write_task_file(tmp_path / "tasks" / "add.jsonl", items)
+    store = tmp_path / "s.duckdb"
+    argv = ["probe", str(tiny_checkpoint), "--store", str(store), "--probes", "ppl,kshot"]
+    argv += ["--heldout", str(tmp_path / "heldout"), "--tasks", str(tmp_path / "tasks")]
+    assert main([*argv, "--shots", "1", "--log-items", "--quiet", "--threads", "1"]) == 0
+
+    files = sorted(item_log_dir(store).glob("*/*.parquet"))
+    assert [f.name.split("-")[0] for f in files] == ["kshot", "ppl"]
+    log = read_item_log(store)
+    rows = ResultsStore(store).to_pandas()
+
+    ppl = log[log["probe"] == "ppl"].sort_values("item", key=lambda s: s.astype(int))
+    assert list(ppl["item"]) == ["0", "1", "2", "3"] and set(ppl["task"]) == {"web"}
+    for (_, rec), text in zip(ppl.iterrows(), docs):
+        seq = [tok.bos_token_id] + tok.encode(text, add_special_tokens=False)
+        with torch.no_grad():
+            logits = model(torch.tensor([seq])).logits[0].double()
+        ref = -F.cross_entropy(logits[:-1], torch.tensor(seq[1:]), reduction="sum").item()
+        assert rec["loglik"] == pytest.approx(ref, rel=1e-5)
+        assert rec["n_tokens"] == len(seq) - 1 and rec["n_bytes"] == len(text.encode())
+    loss = rows[(rows["probe"] == "ppl") & (rows["metric"] == "loss")]["value"].item()
+    assert loss == pytest.approx(-ppl["loglik"].sum() / ppl["n_tokens"].sum(), rel=1e-9)
+
+    ks = log[log["probe"] == "kshot"].set_index("item")
+    assert sorted(ks.index) == [f"q{i}" for i in range(2, 8)] and set(ks["shots"]) == {1}
+    shot = ResultsStore(store).to_pandas(probe="kshot")["provenance"].iloc[0]
+    shot_id = json.loads(shot)["shot_ids"][0] if isinstance(shot, str) else shot["shot_ids"][0]
+    s = next(it for it in items if it["id"] == shot_id)
+    prefix = f"{s['context']}{s['choices'][s['gold']]}\n\n"
+    for it in items[2:]:
+        rec = ks.loc[it["id"]]
+        lls = [
+            full_pass_logprob(model, *lmeval_split(tok, prefix + it["context"], c))
+            for c in it["choices"]
+        ]
+        assert list(rec["logliks"]) == pytest.approx(lls, abs=2e-5)
+        best = max(range(3), key=lambda j: lls[j])
+        assert rec["pred"] == str(best) and rec["gold"] == str(it["gold"])
+        assert rec["acc"] == float(best == it["gold"])
+    acc = rows[(rows["probe"] == "kshot") & (rows["metric"] == "acc")]["value"].item()
+    assert acc == pytest.approx(ks["acc"].mean())
+    assert isinstance(log, pd.DataFrame)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--rolling", "strided"], "--rolling must be one of sliding, lmeval"),
+        (["--rolling", "lmeval", "--stride", "8"], "--stride does not apply to --rolling lmeval"),
+    ],
+)
+def test_cli_rejects_bad_rolling_options_before_loading(args, message, tmp_path, capsys):
+    from ckpt_toolkit.cli import main
+
+    argv = ["probe", str(tmp_path / "missing"), "--store", str(tmp_path / "s.duckdb")]
+    assert main([*argv, "--probes", "ppl", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_rolling_and_prefix_token_reach_the_probe(tmp_path, tiny_checkpoint, lm):
+    import json
+
+    from ckpt_toolkit.cli import main
+    from ckpt_toolkit.store import ResultsStore
+
+    _, tok = lm
+    (tmp_path / "h").mkdir()
+    (tmp_path / "h" / "web.txt").write_text(TEXTS[0] + "\n\n" + TEXTS[3])
+    store = tmp_path / "s.duckdb"
+    argv = ["probe", str(tiny_checkpoint), "--store", str(store), "--probes", "ppl", "--quiet"]
+    argv += ["--heldout", str(tmp_path / "h"), "--window", "32", "--rolling", "lmeval"]
+    assert main([*argv, "--prefix-token", tok.eos_token, "--threads", "1"]) == 0
+    row = ResultsStore(store).to_pandas(metric="loss").iloc[0]
+    prov = (
+        row["provenance"] if isinstance(row["provenance"], dict) else json.loads(row["provenance"])
+    )
+    assert prov["rolling"] == "lmeval" and prov["stride"] is None
+    assert prov["prefix_token_id"] == tok.eos_token_id and prov["window"] == 32
+    model, _ = lm
+    ref = perplexity(model, tok, [TEXTS[0], TEXTS[3]], window=32, rolling="lmeval", prefix="</s>")
+    assert row["value"] == pytest.approx(ref.loss, rel=1e-6)

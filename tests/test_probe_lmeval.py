@@ -112,13 +112,13 @@ def test_rolling_lmeval_mode_matches_lm_eval_per_document(tmp_path, tiny_tokeniz
     n_tokens = [len(tok.encode(t)) for t in ROLLING_TEXTS]
     assert max(n_tokens) > 6 * window and any(n % window for n in n_tokens)
     spec = ProbeSpec("ppl", "docs", params={"window": window, "rolling": "lmeval"})
-    items: list[dict] = []
-    rows = {r["metric"]: r for r in ppl_rows(model, tok, spec, ROLLING_TEXTS, 8, items=items)}
-    ours = [it["loglik"] for it in items]
+    logged: list[dict] = []
+    rows = {r["metric"]: r for r in ppl_rows(model, tok, spec, ROLLING_TEXTS, 8, item_log=logged)}
+    ours = [it["loglik"] for it in logged]
     assert len(ours) == len(theirs) == len(ROLLING_TEXTS)
     worst = max(abs(a - b) for a, b in zip(ours, theirs))
     assert worst <= 1e-4, worst
-    assert [it["n_tokens"] for it in items] == n_tokens
+    assert [it["n_tokens"] for it in logged] == n_tokens
     assert rows["bpb"]["value"] == pytest.approx(
         res["results"][yaml_path.stem]["bits_per_byte,none"], rel=1e-6
     )

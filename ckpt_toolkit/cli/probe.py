@@ -58,6 +58,21 @@ def register(app: typer.Typer) -> None:
         stride: int | None = typer.Option(
             None, "--stride", help="ppl sliding-window stride (default: window // 2)."
         ),
+        rolling: str | None = typer.Option(
+            None,
+            "--rolling",
+            help="ppl windows: sliding (default) or lmeval (lm-eval's loglikelihood_rolling).",
+        ),
+        prefix_token: str | None = typer.Option(
+            None,
+            "--prefix-token",
+            help="ppl: token string or id before each document instead of BOS (else EOS).",
+        ),
+        log_items: bool = typer.Option(
+            False,
+            "--log-items",
+            help="Also write per-item scores as Parquet beside the store (<store>.items/).",
+        ),
         dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16, float16 or auto."),
         device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
         store: Path = STORE_OPTION,
@@ -92,7 +107,16 @@ def register(app: typer.Typer) -> None:
             raise ParameterError("missing SOURCE (a checkpoint folder, manifest, ...); or --list")
         # probe parameters from --window/--stride/--param; run_probes checks every option
         # (values, ranges, dtype, device) before a checkpoint is loaded
-        params = probe_parameters(probes, {"--window": window, "--stride": stride}, param)
+        params = probe_parameters(
+            probes,
+            {
+                "--window": window,
+                "--stride": stride,
+                "--rolling": rolling,
+                "--prefix-token": prefix_token,
+            },
+            param,
+        )
         src: object = source
         if tokens_per_step:
             src = resolve_source(source, tokens_per_step=parse_tokens_per_step(tokens_per_step))
@@ -113,6 +137,7 @@ def register(app: typer.Typer) -> None:
             probe_params=params,
             allow_pickle=allow_pickle,
             trust_remote_code=trust_remote_code,
+            log_items=log_items,
         )
         typer.echo(
             f"{report.summary()}; {len(report.skipped)} probe(s) already in the store; "

@@ -79,9 +79,15 @@ def _argmax(xs: list[float]) -> int:
 
 
 def kshot_rows(
-    model, tokenizer, spec: ProbeSpec, items: list[TaskItem], batch_size: int = 16
+    model,
+    tokenizer,
+    spec: ProbeSpec,
+    items: list[TaskItem],
+    batch_size: int = 16,
+    item_log: list[dict] | None = None,
 ) -> list[dict]:
-    """Rows for one task at ``spec.shots`` shots."""
+    """Rows for one task at ``spec.shots`` shots; ``item_log``, if given, receives one record
+    per scored item (``--log-items``, :mod:`ckpt_toolkit.probes.item_log`)."""
     p = spec.params
     shots = select_shots(spec.task, items, spec.shots, p["seed"])
     evals = eval_items(spec.task, items, spec.limit)
@@ -99,6 +105,14 @@ def kshot_rows(
             for ll, it in zip(lls, mc)
         ]
         gold = [ll[it.gold] for ll, it in zip(lls, mc)]
+        if item_log is not None:
+            for ll, it, a, an in zip(lls, mc, acc, norm):
+                norm_ll = [x / max(1, len(c)) for x, c in zip(ll, it.choices)]
+                item_log.append(
+                    {"item": it.id, "gold": str(it.gold), "pred": str(_argmax(ll))}
+                    | {"pred_norm": str(_argmax(norm_ll)), "acc": a, "acc_norm": an}
+                    | {"loglik": ll[it.gold], "logliks": list(ll)}
+                )
         bits = [-g / math.log(2) for g in gold]
         nbytes = [len(it.answer.encode("utf-8")) for it in mc]
         n_choices = [len(it.choices) for it in mc]
@@ -122,6 +136,11 @@ def kshot_rows(
             model, tokenizer, prompts, max_new_tokens=p["max_new_tokens"], batch_size=batch_size
         )
         em = [float(o.strip() == str(it.gold).strip()) for o, it in zip(outs, gen)]
+        if item_log is not None:
+            item_log.extend(
+                {"item": it.id, "gold": str(it.gold), "output": o, "exact_match": e}
+                for o, it, e in zip(outs, gen, em)
+            )
         value, se = mean_stderr(em)
         prov = {
             **base_prov,

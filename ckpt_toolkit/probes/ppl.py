@@ -19,7 +19,7 @@ def ppl_rows(
     spec: ProbeSpec,
     texts: list[str],
     batch_size: int = 8,
-    items: list[dict] | None = None,
+    item_log: list[dict] | None = None,
 ) -> list[dict]:
     """Rows ``ppl``, ``loss`` (nats/token) and ``bpb`` (bits/UTF-8 byte) for one domain.
 
@@ -27,7 +27,7 @@ def ppl_rows(
     stderr treats documents as the samples (delta method; token-level for a single document);
     ppl's stderr is ppl·stderr(loss). Parameters (``spec.params``): ``window``, ``stride``,
     ``rolling`` (``sliding`` or ``lmeval``) and ``prefix_token`` — see
-    :func:`~ckpt_toolkit.probes.engine.perplexity`. ``items``, if given, receives one record per
+    :func:`~ckpt_toolkit.probes.engine.perplexity`. ``item_log``, if given, receives one record per
     document (``--log-items``): its index, log-likelihood, scored tokens and bytes.
     """
     texts = texts[: spec.limit] if spec.limit else texts
@@ -46,9 +46,9 @@ def ppl_rows(
         rolling=rolling,
         prefix=prefix,
     )
-    if items is not None:
+    if item_log is not None:
         for d, (nll, ntok, nbytes) in enumerate(zip(res.nll, res.tokens, res.bytes)):
-            items.append(
+            item_log.append(
                 {
                     "item": str(d),
                     "loglik": -nll,
@@ -106,7 +106,7 @@ def _run_ppl(
     spec: ProbeSpec,
     texts: list[str],
     batch_size: int = 8,
-    items: list[dict] | None = None,
+    item_log: list[dict] | None = None,
 ):
     """:func:`ppl_rows`, after checking a given stride against the model's own window (which
     is only known once the model is loaded: a stride above it would skip tokens)."""
@@ -117,7 +117,7 @@ def _run_ppl(
             raise ParameterError(
                 f"--stride ({stride}) must not exceed the window, here the model's ({window})"
             )
-    return ppl_rows(model, tokenizer, spec, texts, batch_size, items=items)
+    return ppl_rows(model, tokenizer, spec, texts, batch_size, item_log=item_log)
 
 
 PROBE = register_probe(

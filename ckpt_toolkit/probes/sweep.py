@@ -23,6 +23,7 @@ from ..store import ResultsStore
 from ..sweep import plan_executor, run_sweep, store_writer
 from ..tasks import TaskItem
 from .data import content_hash, items_hash, load_heldout, load_probe_tasks
+from .item_log import item_log_dir, item_log_path, takes_item_log, write_item_log
 from .registry import (
     PROBE_ORDER,
     all_probes,
@@ -130,8 +131,11 @@ def probe_checkpoint(
     device: str = "cpu",
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
+    log_items: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Load ``ref`` once, run every spec, return store rows (the Ray/local work-unit function)."""
+    """Load ``ref`` once, run every spec, return store rows (the Ray/local work-unit function).
+
+    ``log_items``: a folder for per-item records (:mod:`ckpt_toolkit.probes.item_log`)."""
     loaded = load_checkpoint(
         ref,
         dtype=dtype,
@@ -147,9 +151,20 @@ def probe_checkpoint(
             t0 = time.perf_counter()
             probe = get_probe(spec.probe)
             inputs = (data.heldout if probe.needs == "heldout" else data.tasks)[spec.task]
-            part = probe.run(model, tok, spec, inputs, batch_size)
+            logged: list[dict[str, Any]] | None = [] if log_items else None
+            if logged is not None and takes_item_log(probe.run):
+                part = probe.run(model, tok, spec, inputs, batch_size, item_log=logged)
+            else:
+                part = probe.run(model, tok, spec, inputs, batch_size)
             capability = probe.capability_of(inputs)
             seconds = time.perf_counter() - t0
+            if log_items and logged:
+                head = {"run": ref.run, "checkpoint": ref.name, "step": ref.step}
+                head |= {"tokens": ref.tokens, "fingerprint": fp, "probe": spec.probe}
+                head |= {"task": spec.task, "shots": spec.shots, "spec_hash": spec.hash}
+                write_item_log(
+                    item_log_path(log_items, ref.name, spec), [{**head, **r} for r in logged]
+                )
             for r in part:
                 prov = {
                     **r.pop("provenance", {}),
@@ -222,6 +237,7 @@ def run_probes(
     threads: int | str | None = None,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
+    log_items: bool = False,
 ) -> ProbeSweepReport:
     """Probe every checkpoint of ``source`` and write the rows to ``store``.
 
@@ -236,6 +252,8 @@ def run_probes(
     ``allow_pickle`` / ``trust_remote_code`` go to
     :func:`~ckpt_toolkit.checkpoints.load_checkpoint` (both off: safe by default).
     Probes lacking data (no held-out text for ppl, no tasks for kshot) are skipped with a warning.
+    ``log_items``: also write per-item scores as Parquet beside the store
+    (:mod:`ckpt_toolkit.probes.item_log`).
     """
     # every option is checked here, before a store is opened or a checkpoint loaded
     probes = _parse_probes(probes)
@@ -293,6 +311,7 @@ def run_probes(
                     "device": device,
                     "allow_pickle": allow_pickle,
                     "trust_remote_code": trust_remote_code,
+                    "log_items": str(item_log_dir(store.path)) if log_items else None,
                 },
                 resources={"num_cpus": 1},
                 device=device,  # the GPU rule: executors.gpus_for_device
