@@ -31,6 +31,8 @@ from .errors import ParameterError
 
 #: environment variables that size the OpenMP / MKL thread pools of a process torch not yet loaded
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+#: environment variable that fixes what ``--threads auto`` means (``N`` or ``auto``)
+ENV_VAR = "CKPT_THREADS"
 #: the default sampling interval of :func:`busy_cores` (seconds)
 SAMPLE_S = 0.25
 
@@ -265,9 +267,12 @@ def resolve_threads(
     cap: int | float | None = None,
     monitor: LoadMonitor | None = None,
 ) -> int:
-    """The thread count to use now: ``threads`` if given, else the policy (see module doc);
-    pass a :class:`LoadMonitor` kept across calls to avoid a fresh sample each time."""
+    """The thread count to use now: ``threads`` if given, else ``$CKPT_THREADS`` if set (``N``
+    or ``auto``), else the policy (see module doc); pass a :class:`LoadMonitor` kept across
+    calls to avoid a fresh sample each time."""
     n = parse_threads(threads)
+    if n is None:
+        n = parse_threads(os.environ.get(ENV_VAR), ENV_VAR)
     if n is not None:
         return n
     return choose_threads((monitor or LoadMonitor()).budget(), cap)

@@ -12,6 +12,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# sweeps use one torch thread unless a test says otherwise: fast for the tiny test models, and
+# the same arithmetic whatever the machine's load (docs/threads.md; tests of the policy unset it)
+os.environ.setdefault("CKPT_THREADS", "1")
 
 from helpers import make_tiny_checkpoint, make_tokenizer  # noqa: E402
 

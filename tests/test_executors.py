@@ -362,6 +362,7 @@ def test_local_executor_threads_follow_the_policy_per_unit(monkeypatch):
     torch = pytest.importorskip("torch")
     from ckpt_toolkit.threads import CpuBudget, LoadMonitor
 
+    monkeypatch.delenv("CKPT_THREADS", raising=False)  # conftest pins it for the other tests
     budgets = iter([CpuBudget(2, None, 0.0), CpuBudget(2, None, 1.0)])  # idle, then one busy
     monkeypatch.setattr(LoadMonitor, "budget", lambda self: next(budgets))
     before = torch.get_num_threads()

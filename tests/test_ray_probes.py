@@ -85,14 +85,8 @@ def test_ray_probe_rows_match_local_and_survive_a_killed_worker(
     zoo_refs,
     tmp_path,
 ):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same arithmetic as a 1-CPU Ray task
-    try:
-        local = _sweep(zoo_refs, tmp_path / "local.duckdb", "local")
-    finally:
-        torch.set_num_threads(threads)
+    # one thread: the same arithmetic as a 1-CPU Ray task
+    local = _sweep(zoo_refs, tmp_path / "local.duckdb", "local", threads=1)
     assert local.ok, local.summary()
 
     victim = zoo_refs[1].name

@@ -136,11 +136,21 @@ def test_parse_threads_rejects(value):
         th.parse_threads(value)
 
 
-def test_parse_threads_accepts():
+def test_parse_threads_accepts(monkeypatch):
     assert th.parse_threads(None) is None and th.parse_threads("auto") is None
     assert th.parse_threads("AUTO ") is None
     assert th.parse_threads("3") == 3 and th.parse_threads(2) == 2
     assert th.resolve_threads(5) == 5  # explicit: no measurement
+    # $CKPT_THREADS fixes what auto means; an explicit value still wins
+    monkeypatch.setenv("CKPT_THREADS", "3")
+    assert th.resolve_threads(None) == 3 and th.resolve_threads("auto") == 3
+    assert th.resolve_threads(2) == 2
+    monkeypatch.setenv("CKPT_THREADS", "auto")
+    monkeypatch.setattr(th.LoadMonitor, "budget", lambda self: CpuBudget(4, None, 1.0))
+    assert th.resolve_threads(None) == 3
+    monkeypatch.setenv("CKPT_THREADS", "lots")
+    with pytest.raises(ParameterError, match="CKPT_THREADS must be 'auto' or a positive"):
+        th.resolve_threads(None)
 
 
 def test_apply_threads_sets_torch_and_env(monkeypatch):
