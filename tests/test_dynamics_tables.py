@@ -341,3 +341,23 @@ def test_overview_tables_by_size_and_shots():
     assert list(fin["run"]) == ["zeta", "mid", "alpha"]
     assert fin.set_index("run").loc["mid", "knowledge@5shot"] == pytest.approx((0.7 - 0.25) / 0.75)
     assert S.runs_by_size(df) == ["zeta", "mid", "alpha"]
+
+
+def test_rank_helpers_match_scipy():
+    from scipy.stats import rankdata, spearmanr
+
+    from ckpt_toolkit.analysis.dynamics import pair_counts
+    from ckpt_toolkit.analysis.dynamics.pairs import average_ranks, spearman
+
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        a = rng.integers(0, 4, 9).astype(float)
+        b = rng.normal(size=9)
+        assert average_ranks(a) == pytest.approx(rankdata(a))
+        assert spearman(a, b) == pytest.approx(spearmanr(a, b)[0])
+        pc = pair_counts(a, b)
+        conc = sum(
+            (a[i] - a[j]) * (b[i] - b[j]) > 0 for i, j in itertools.combinations(range(9), 2)
+        )
+        ties = sum(a[i] == a[j] for i, j in itertools.combinations(range(9), 2))
+        assert pc.concordant == conc and pc.ties_a + pc.ties_both == ties and pc.n_pairs == 36

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .curves import curve_noise
+from .curves import curve_noises
 from .pairs import spearman
 
 MIN_POINTS = 4
@@ -24,10 +24,26 @@ def _bench(cv: pd.DataFrame) -> pd.DataFrame:
     return cv[cv["level"] == "benchmark"]
 
 
-def _wide(g: pd.DataFrame, value: str = "norm") -> pd.DataFrame:
-    """checkpoint x benchmark matrix of ``value`` (index sorted by x)."""
-    w = g.pivot_table(index="x", columns="benchmark", values=value, aggfunc="mean")
-    return w.sort_index()
+def _wide_groups(cv: pd.DataFrame) -> list[tuple[str, str, list[str], np.ndarray]]:
+    """Per (run, category): its benchmark names (sorted) and the checkpoint × benchmark matrix
+    of normalised scores (rows sorted by x; NaN where a benchmark lacks a checkpoint). One pivot
+    for the whole table, not one per group."""
+    b = _bench(cv)
+    if b.empty:
+        return []
+    w = b.pivot_table(
+        index=["run", "category", "x"], columns="benchmark", values="norm", aggfunc="mean"
+    ).sort_index()
+    cols = np.array([str(c) for c in w.columns])
+    values = w.to_numpy(float)
+    out = []
+    for (run, cat), idx in w.groupby(level=["run", "category"], sort=True).indices.items():
+        m = values[idx]
+        keep = np.isfinite(m).any(axis=0)
+        names = cols[keep]
+        order = np.argsort(names)
+        out.append((run, cat, [str(n) for n in names[order]], m[:, keep][:, order]))
+    return out
 
 
 def trajectory_correlations(cv: pd.DataFrame) -> pd.DataFrame:
@@ -35,9 +51,7 @@ def trajectory_correlations(cv: pd.DataFrame) -> pd.DataFrame:
     it, Spearman and Pearson correlation of their normalised scores over shared checkpoints;
     plus one ``pair="(mean)"`` summary row per (run, category)."""
     rows: list[dict[str, Any]] = []
-    for (run, cat), g in _bench(cv).groupby(["run", "category"], sort=True):
-        w = _wide(g)
-        names = sorted(w.columns)
+    for run, cat, names, m in _wide_groups(cv):
         if len(names) < 2:
             rows.append(
                 dict(
@@ -50,19 +64,20 @@ def trajectory_correlations(cv: pd.DataFrame) -> pd.DataFrame:
             )
             continue
         rhos = []
-        for a, b in itertools.combinations(names, 2):
-            pair = w[[a, b]].dropna()
-            rec = dict(run=run, category=cat, benchmark_a=a, benchmark_b=b, n_points=len(pair))
-            if len(pair) < MIN_POINTS or pair[a].nunique() < 2 or pair[b].nunique() < 2:
+        for ia, ib in itertools.combinations(range(len(names)), 2):
+            ok = np.isfinite(m[:, ia]) & np.isfinite(m[:, ib])
+            va, vb = m[ok, ia], m[ok, ib]
+            a, b = names[ia], names[ib]
+            rec = dict(run=run, category=cat, benchmark_a=a, benchmark_b=b, n_points=len(va))
+            if len(va) < MIN_POINTS or np.unique(va).size < 2 or np.unique(vb).size < 2:
                 rows.append(
                     {
                         **rec,
                         "status": "skipped",
-                        "reason": f"{len(pair)} shared checkpoints (< {MIN_POINTS}) or flat",
+                        "reason": f"{len(va)} shared checkpoints (< {MIN_POINTS}) or flat",
                     }
                 )
                 continue
-            va, vb = pair[a].to_numpy(float), pair[b].to_numpy(float)
             sp = spearman(va, vb)
             pe = np.corrcoef(va, vb)[0, 1]
             rhos.append((sp, pe))
@@ -125,13 +140,13 @@ def sibling_prediction(cv: pd.DataFrame, train_frac: float = 0.5) -> pd.DataFram
     ``rmse`` is the held-out error; ``baseline_rmse`` predicts the training mean; ``skill`` =
     1 − rmse / baseline_rmse (> 0: the siblings carry information).
     """
-    b = _bench(cv)
     pairs: dict[tuple[str, str, str], pd.DataFrame] = {}
     rows: list[dict[str, Any]] = []
-    for (run, cat), g in b.groupby(["run", "category"], sort=True):
-        w = _wide(g)
-        for name in w.columns:
-            sibs = [c for c in w.columns if c != name]
+    for run, cat, names, m in _wide_groups(cv):
+        fin = np.isfinite(m)
+        filled = np.where(fin, m, 0.0)
+        for j, name in enumerate(names):
+            sibs = [k for k in range(len(names)) if k != j]
             if not sibs:
                 rows.append(
                     dict(
@@ -144,8 +159,12 @@ def sibling_prediction(cv: pd.DataFrame, train_frac: float = 0.5) -> pd.DataFram
                     )
                 )
                 continue
-            d = pd.DataFrame({"y": w[name], "x": w[sibs].mean(axis=1)}).dropna()
-            pairs[(run, cat, name)] = d
+            cnt = fin[:, sibs].sum(axis=1)
+            xs = np.divide(
+                filled[:, sibs].sum(axis=1), cnt, out=np.full(len(cnt), np.nan), where=cnt > 0
+            )
+            ok = np.isfinite(m[:, j]) & np.isfinite(xs)
+            pairs[(run, cat, name)] = pd.DataFrame({"y": m[ok, j], "x": xs[ok]})
     # per (category, benchmark): totals over runs, so "every other run" is total − this run
     sums: dict[tuple[str, str], np.ndarray] = {}
     for (_run, cat, name), d in pairs.items():
@@ -283,15 +302,20 @@ def size_agreement(cv: pd.DataFrame, n_grid: int = 20) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     if cv.empty or cv["run"].nunique() < 2:
         return pd.DataFrame([dict(status="skipped", reason="needs at least two runs (sizes)")])
-    for (level, cat, bench), g in cv.groupby(["level", "category", "benchmark"], sort=True):
-        runs = {}
-        for run, h in g.groupby("run"):
-            h = h[h["x"] > 0].sort_values("x")
-            noise = curve_noise(h) if len(h) else float("nan")
-            if len(h) < MIN_POINTS:
+    d = cv[cv["x"] > 0].sort_values(["level", "category", "benchmark", "run", "x"])
+    noise = curve_noises(d)
+    xs, sm, pv = (d[c].to_numpy(float) for c in ("x", "smooth", "params"))
+    curves_of = d.groupby(["level", "category", "benchmark"], sort=True)
+    for (level, cat, bench), g_idx in curves_of.indices.items():
+        runs: dict[str, tuple[np.ndarray, np.ndarray, float, float]] = {}
+        sub = d.iloc[g_idx]
+        for run, r_idx in sub.groupby("run", sort=True).indices.items():
+            if len(r_idx) < MIN_POINTS:
                 continue
-            final = float(h["smooth"].iloc[-1])
-            if not math.isfinite(noise) or final <= 2 * noise:
+            idx = g_idx[r_idx]
+            final = float(sm[idx[-1]])
+            nz = float(noise.get((run, level, cat, bench), np.nan))
+            if not math.isfinite(nz) or final <= 2 * nz:
                 rows.append(
                     dict(
                         level=level,
@@ -303,10 +327,10 @@ def size_agreement(cv: pd.DataFrame, n_grid: int = 20) -> pd.DataFrame:
                     )
                 )
                 continue
-            runs[run] = (h, final)
-        sizes = {r: float(h["params"].iloc[0]) for r, (h, _) in runs.items()}
+            runs[run] = (xs[idx], sm[idx], final, float(pv[idx[0]]))
+        sizes = {r: v[3] for r, v in runs.items()}
         for ra, rb in _run_pairs(list(runs), sizes):
-            (ha, fa), (hb, fb) = runs[ra], runs[rb]
+            (xa, sa_, fa, pa), (xb, sb_, fb, pb) = runs[ra], runs[rb]
             for norm in ("fraction", "tokens_per_param"):
                 rec = dict(
                     level=level,
@@ -317,21 +341,20 @@ def size_agreement(cv: pd.DataFrame, n_grid: int = 20) -> pd.DataFrame:
                     normalisation=norm,
                 )
                 if norm == "fraction":
-                    ua, ub = ha["x"] / ha["x"].max(), hb["x"] / hb["x"].max()
+                    ua, ub = xa / xa.max(), xb / xb.max()
                 else:
-                    pa, pb = ha["params"].iloc[0], hb["params"].iloc[0]
-                    if pd.isna(pa) or pd.isna(pb):
+                    if math.isnan(pa) or math.isnan(pb):
                         rows.append({**rec, "status": "skipped", "reason": "params unknown"})
                         continue
-                    ua, ub = ha["x"] / float(pa), hb["x"] / float(pb)
-                la, lb = np.log10(ua.to_numpy(float)), np.log10(ub.to_numpy(float))
+                    ua, ub = xa / pa, xb / pb
+                la, lb = np.log10(ua), np.log10(ub)
                 lo, hi = max(la.min(), lb.min()), min(la.max(), lb.max())
                 if hi - lo <= 0:
                     rows.append({**rec, "status": "skipped", "reason": "no overlap in range"})
                     continue
                 grid = np.linspace(lo, hi, n_grid)
-                sa = np.interp(grid, la, ha["smooth"].to_numpy(float) / fa)
-                sb = np.interp(grid, lb, hb["smooth"].to_numpy(float) / fb)
+                sa = np.interp(grid, la, sa_ / fa)
+                sb = np.interp(grid, lb, sb_ / fb)
                 corr = float(np.corrcoef(sa, sb)[0, 1]) if sa.std() > 0 and sb.std() > 0 else np.nan
                 rows.append(
                     {

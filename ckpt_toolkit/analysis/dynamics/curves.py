@@ -134,10 +134,10 @@ def _annotated(df: pd.DataFrame, tax: Taxonomy) -> pd.DataFrame:
     ]
     d = d.merge(ann, on=keys, how="left")
     if "provenance" in d:
-        prov = pd.unique(d["provenance"].dropna())
-        pmap = {p: _provenance_chance(p) for p in prov}
-        pch = pd.to_numeric(d["provenance"].map(pmap), errors="coerce")
-        d["chance"] = pch.fillna(d["chance"])
+        codes, uniq = pd.factorize(d["provenance"])  # one JSON parse per distinct provenance
+        per = np.array([_provenance_chance(p) for p in uniq] + [None], dtype=float)
+        pch = per[np.where(codes < 0, len(uniq), codes)]
+        d["chance"] = np.where(np.isfinite(pch), pch, d["chance"].to_numpy(float))
     return d
 
 

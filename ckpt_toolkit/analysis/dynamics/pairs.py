@@ -54,11 +54,16 @@ def pair_counts(a: np.ndarray, b: np.ndarray) -> PairCounts:
     )
 
 
+def average_ranks(a: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of ``a`` with ties given their average rank (as ``scipy.stats.rankdata``)."""
+    _, inv, counts = np.unique(np.asarray(a, float), return_inverse=True, return_counts=True)
+    end = np.cumsum(counts)
+    return ((end - counts + 1 + end) / 2.0)[inv]
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
-    from scipy.stats import rankdata
-
-    ra, rb = rankdata(a), rankdata(b)
+    ra, rb = average_ranks(a), average_ranks(b)
     if len(ra) < 2 or np.ptp(ra) == 0 or np.ptp(rb) == 0:
         return float("nan")
     return float(np.corrcoef(ra, rb)[0, 1])
