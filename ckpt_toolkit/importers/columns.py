@@ -77,7 +77,9 @@ def int_column(
     kind = s.dtype.kind
 
     def fail(i: int, what: str) -> ImportFormatError:
-        return ImportFormatError(f"{row_label(path, i + offset)}: {name} {s.iloc[i]!r} {what}")
+        v = s.iloc[i]
+        shown = repr(v) if isinstance(v, str) else str(v.item() if hasattr(v, "item") else v)
+        return ImportFormatError(f"{row_label(path, i + offset)}: {name} {shown} {what}")
 
     if kind == "b":
         raise fail(0, "is not a whole number (a boolean column)")
@@ -109,9 +111,15 @@ def int_column(
     if other.any():
         num = pd.to_numeric(stripped[other], errors="coerce").to_numpy(dtype="float64")
         with np.errstate(invalid="ignore"):
-            ok = np.isfinite(num) & (num == np.floor(num)) & (np.abs(num) < 2.0**53)
+            whole = np.isfinite(num) & (num == np.floor(num))
+            ok = whole & (np.abs(num) < 2.0**53)
         if not ok.all():
-            i = int(np.flatnonzero(other)[int(np.flatnonzero(~ok)[0])])
+            j = int(np.flatnonzero(~ok)[0])
+            i = int(np.flatnonzero(other)[j])
+            if whole[j] and abs(num[j]) >= 2.0**63:
+                raise fail(i, f"is out of range ({minimum} .. 2^63 - 1)")
+            if whole[j]:
+                raise fail(i, "is too large to be exact in decimal/exponent form; write its digits")
             raise fail(i, "is not a whole number")
         out[other] = num.astype("int64")
     if is_int.any():

@@ -192,7 +192,14 @@ def run_reports(
     nb_dir = notebooks_dir(notebooks)
     selected = _resolve_names(names, nb_dir)
     declared = {n: declared_parameters(nb_dir / f"{n}.ipynb") for n in selected}
-    per = _split_params(_load(params, "params"), selected, declared, available_reports(nb_dir))
+    loaded = _load(params, "params")
+    if loaded is not None and not isinstance(loaded, Mapping):  # e.g. a YAML list
+        raise ParameterError(
+            f"params {params if isinstance(params, (str, Path)) else ''} must be a mapping of "
+            f"parameter names to values (or report name → mapping), not a "
+            f"{type(loaded).__name__}"
+        )
+    per = _split_params(loaded, selected, declared, available_reports(nb_dir))
     sets = expand_grid(_load(grid, "grid"), "grid")
     varying = [k for k in dict.fromkeys(k for s in sets for k in s)] if len(sets) > 1 else []
 
