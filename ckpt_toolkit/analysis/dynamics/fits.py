@@ -112,11 +112,14 @@ def fit_curves(
     rows: list[dict[str, Any]] = []
     if curve_df.empty:
         return pd.DataFrame(columns=CURVE_KEYS + ["model", "status", "reason"])
-    for key, g in curve_df.groupby(CURVE_KEYS, sort=True):
-        g = g[(g["x"] > 0) & g["norm"].notna()].sort_values("x")
+    d = curve_df[(curve_df["x"] > 0) & curve_df["norm"].notna()].sort_values([*CURVE_KEYS, "x"])
+    xs_all, ys_all = d["x"].to_numpy(float), d["norm"].to_numpy(float)
+    groups = d.groupby(CURVE_KEYS, sort=True).indices
+    for key in curve_df.groupby(CURVE_KEYS, sort=True).groups:
+        idx = groups.get(key, np.array([], dtype=int))
         base = dict(zip(CURVE_KEYS, key))
-        x = g["x"].to_numpy(float)
-        y = g["norm"].to_numpy(float)
+        x = xs_all[idx]
+        y = ys_all[idx]
         for name, (fn, _, _) in MODELS.items():
             rec: dict[str, Any] = {**base, "model": name, "n_points": len(x)}
             if len(x) < min_points:
