@@ -381,3 +381,45 @@ def test_local_executor_threads_follow_the_policy_per_unit(monkeypatch):
     get_executor("local", threads=2, progress=False).run(units, keep)
     assert got == {"a": 2, "b": 2}
     assert torch.get_num_threads() == before
+
+
+# -- a real sweep in worker processes ---------------------------------------------------------
+@pytest.mark.slow
+def test_probe_sweep_in_worker_processes_matches_local(smoke_zoo, tmp_path):
+    """The same probe rows from ``--executor processes`` as from the in-process executor."""
+    import pandas as pd
+
+    from ckpt_toolkit.checkpoints import resolve_source
+    from ckpt_toolkit.probes import run_probes
+    from ckpt_toolkit.store import ResultsStore
+
+    last: dict = {}
+    for ref in resolve_source(str(smoke_zoo)):
+        last[ref.run] = ref
+    refs = [last[r] for r in sorted(last)[:2]]
+
+    def sweep(name: str, **opts):
+        store = tmp_path / f"{name}.duckdb"
+        rep = run_probes(
+            refs, store, probes="ppl,kshot", limit=2, executor=name, executor_options=opts,
+            threads=1, progress=False,
+        )  # fmt: skip
+        assert rep.ok and sorted(rep.done) == sorted(r.name for r in refs), rep.summary()
+        df = ResultsStore(store).to_pandas().drop(columns=["created_at", "provenance"])
+        return df.sort_values(["checkpoint", "probe", "task", "metric", "shots"]).reset_index(
+            drop=True
+        )
+
+    local, procs = sweep("local"), sweep("processes", workers=2)
+    assert len(local) > 0 and set(local["probe"]) == {"ppl", "kshot"}
+    pd.testing.assert_frame_equal(local, procs, check_exact=True)
+
+
+def test_demo_rejects_bad_threads_before_training(tmp_path, capsys):
+    from ckpt_toolkit.cli import main
+
+    argv = ["demo", "--threads", "0", "--zoo", str(tmp_path / "zoo")]
+    argv += ["--store", str(tmp_path / "s.duckdb"), "--reports", str(tmp_path / "r")]
+    assert main(argv) == 2
+    assert "--threads must be 'auto' or a positive integer, got '0'" in capsys.readouterr().err
+    assert not (tmp_path / "zoo").exists()
