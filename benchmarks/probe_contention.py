@@ -10,8 +10,8 @@ competitor and 3x beside two; the targets are <= 2.2x and <= 4x (docs/threads.md
     .venv/bin/python benchmarks/probe_contention.py [ZOO_DIR_OR_MANIFEST] [--competitors 0,1,2]
         [--checkpoints 8] [--threads auto] [--repeats 1] [--json out.json]
 
-Without a zoo it trains the smallest one that has the quick preset's largest size: only the
-``clm-m`` variant, for ``--train-steps`` steps (the probe cost depends on the model's size, not
+Without a zoo it trains the smallest one that has the quick preset's largest size: one
+causal-LM variant of that size (``clm-m``), for ``--train-steps`` steps (the probe cost depends on the model's size, not
 on how long it trained), into ``--work`` (default: a temporary folder).
 
 The thread policy decides per checkpoint (``--threads auto``): the table prints the cores other
@@ -65,14 +65,19 @@ def stop(procs: list[Any]) -> None:
 
 
 def train_minimal_zoo(work: Path, steps: int) -> Path:
-    """The quick preset's largest-size variant only (clm-m), trained for ``steps`` steps."""
-    from ckpt_toolkit.zoo import train_zoo
+    """One causal-LM variant of the quick preset's largest size, trained for ``steps`` steps
+    (the quick preset's world, tokenizer and model shape; only the training is short)."""
+    from ckpt_toolkit.zoo import resolve_preset, train_zoo
 
-    n_ckpt = min(8, steps)
-    over = {"defaults": {"steps": steps, "n_checkpoints": n_ckpt}}
-    print(f"training a minimal zoo (quick preset, clm-m, {steps} steps) into {work / 'zoo'} ...")
+    sizes = resolve_preset("quick")["sizes"]
+    size = max(sizes, key=lambda k: sizes[k]["hidden"] * sizes[k]["layers"])
+    over = {
+        "defaults": {"steps": steps, "n_checkpoints": min(8, steps)},
+        "variants": [{"name": f"clm-{size}", "size": size}],
+    }
+    print(f"training a minimal zoo (quick preset, clm-{size}, {steps} steps) into {work / 'zoo'}")
     t = time.perf_counter()
-    manifest = train_zoo("quick", work / "zoo", overrides=over, runs=["clm-m"], progress=False)
+    manifest = train_zoo("quick", work / "zoo", overrides=over, progress=False)
     print(f"  trained in {time.perf_counter() - t:.0f} s")
     return manifest
 

@@ -363,8 +363,8 @@ class Executor:
             cores = usable_cores() if cores is None else cores
             if req["num_cpus"] > cores:
                 raise ParameterError(
-                    f"work unit {unit.key!r} asks for --num-cpus {req['num_cpus']:g} but this "
-                    f"process may use {cores} core(s)"
+                    f"work unit {unit.key!r} asks for {req['num_cpus']:g} CPUs (--num-cpus / "
+                    f"--threads) but this process may use {cores} core(s)"
                 )
 
     def unit_threads(self, unit: WorkUnit) -> int:

@@ -190,6 +190,10 @@ def test_local_executor_refuses_a_gpu_it_does_not_have(monkeypatch):
     unit = WorkUnit("a@step1", _sleepy, (0,), device="auto")
     rep = LocalExecutor(progress=False).run([unit], lambda u, r: None)
     assert rep.ok
+    # nor more CPUs than this process may use (it would oversubscribe them)
+    unit = WorkUnit("big@step1", _sleepy, (0,), resources={"num_cpus": 10_000})
+    with pytest.raises(ParameterError, match=r"asks for 10000 CPUs \(--num-cpus / --threads\)"):
+        LocalExecutor(progress=False).run([unit], lambda u, r: None)
 
 
 # -- timeouts and retries ---------------------------------------------------------------------
