@@ -185,6 +185,10 @@ SECTIONS = {
         "Fitted curves and extrapolation",
         "Agreement between benchmarks",
         "Loss versus capability",
+        "Do bigger models score higher?",
+        "Signal and noise",
+        "Cross-run disagreements",
+        "Decision accuracy",
         "What to monitor",
     ],
     "proxies": [
