@@ -217,3 +217,20 @@ def test_report_params_yaml_that_is_a_list(tmp_path):
 
 def test_errors_are_ckpt_errors():
     assert issubclass(ImportFormatError, CkptError)
+
+
+def test_rule_stderr_template(tmp_path):
+    m = tmp_path / "map.yaml"
+    m.write_text("columns: [{match: '(?P<task>.+)_acc', stderr: '{task}_se{x}'}]\n")
+    with pytest.raises(ImportFormatError, match="uses \\['x'\\]"):
+        load_mapping(m)
+    f = tmp_path / "w.csv"
+    f.write_text("model,step,arc_acc,arc_se\nm,1,0.5,0.02\n")
+    m.write_text(
+        "run: model\nstep: step\ncolumns:\n  - {match: '(?P<task>.+)_acc', stderr: '{task}_se'}\n"
+    )
+    s = ResultsStore(tmp_path / "s.duckdb")
+    rep = import_csv(f, s, mapping=m)
+    row = s.to_pandas().iloc[0]
+    assert (row["task"], row["value"], row["stderr"]) == ("arc", 0.5, 0.02)
+    assert rep.n_skipped == 0  # the stderr column is used, not reported as unmatched

@@ -100,6 +100,13 @@ def _check_rule(rule: Any, where: str) -> dict[str, Any]:
     for key in ("metric", "task", "capability", "stderr"):
         if key in rule and not isinstance(rule[key], str):
             raise ImportFormatError(f"{where}.{key}: must be text, not {rule[key]!r:.60}")
+    if isinstance(rule.get("stderr"), str):
+        unknown = _template_fields(rule["stderr"], f"{where}.stderr") - groups - {"column"}
+        if unknown:
+            raise ImportFormatError(
+                f"{where}.stderr: template {rule['stderr']!r} uses {sorted(unknown)}; it may use "
+                f"{{column}} and the match's groups {sorted(groups)}"
+            )
     if "shots" in rule:
         out["shots"] = checked_int(rule["shots"], f"{where}.shots")
     for key in ("loss", "skip"):
