@@ -105,7 +105,9 @@ def run_dynamics(
         "size_order": size_order(mt),
         "loss_agreement": loss_agreement(cv, lt),
         "snr": snr_table(finals, last_n) if finals is not None else snr_table(pd.DataFrame()),
-        "recommendations": monitoring_advice(mt, ph, last_n, top_k=top_k, finals=finals),
+        "recommendations": monitoring_advice(
+            mt, ph, last_n, top_k=top_k, finals=finals, taxonomy=tax
+        ),
         "cross_run": cross_run_agreement(mt, ls, x_tolerance=x_tolerance),
         "decision_accuracy": decision_accuracy(mt, ls, target=target, x_tolerance=x_tolerance),
     }

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..taxonomy import Taxonomy
 from .curves import METRIC_KEYS, score_metric_of, training_windows, window_of
 
 #: Below this signal-to-noise ratio a metric is not recommended: the spread between runs is
@@ -203,6 +204,7 @@ def monitoring_advice(
     min_snr: float = MIN_SNR,
     z: float = Z_CHANCE,
     finals: pd.DataFrame | None = None,
+    taxonomy: Taxonomy | None = None,
 ) -> pd.DataFrame:
     """Which metrics to watch, per training window (early / mid / late, and final) and category.
 
@@ -212,12 +214,13 @@ def monitoring_advice(
     metrics or unknown chance). Eligible candidates are ranked by SNR; the first ``top_k`` per
     (window, category) are ``recommended``. ``warning`` carries a peak-then-decline beyond noise
     from the phases table ``ph``; every row's ``reason`` says why it is or is not recommended.
+    ``taxonomy`` decides each benchmark's score metric (default: the built-in taxonomy).
     """
     if mt.empty:
         return pd.DataFrame(columns=ADVICE_COLUMNS)
     fin = finals if finals is not None else run_finals(mt, last_n)
     table = snr_table(fin, last_n)
-    score = score_metric_of(mt).assign(_score=True)
+    score = score_metric_of(mt, taxonomy).assign(_score=True)
     table = table.merge(score, on=["task", "metric"], how="left")
     table = table[
         table["_score"].fillna(False).astype(bool) | table["lower_is_better"].astype(bool)
