@@ -229,3 +229,33 @@ def test_cli_finetune(tiny_checkpoint, easy_tasks, tmp_path):
         )
         == 2
     )
+
+
+def test_seeds_average_per_item_correctness(tiny_checkpoint, easy_tasks):
+    """With seeds=2 each item's correctness is its mean over two fine-tunes (seeds 0 and 1, both
+    from the checkpoint's weights) and the stderr is that of the mean over items."""
+    import math
+
+    import numpy as np
+
+    from ckpt_toolkit.finetune import finetune_and_score, finetune_model
+    from ckpt_toolkit.finetune.train import item_correct
+
+    tasks = load_tasks(easy_tasks)
+    train = [i for i in tasks["where"] if i.split == "train"]
+    test = {"where": [i for i in tasks["where"] if i.split == "test"]}
+    spec = load_spec({**FAST_SPEC, "max_steps": 4, "seeds": 2})
+    expected = []
+    for seed in (0, 1):  # each seed by hand, from a fresh load of the checkpoint
+        model, tok = load_checkpoint(tiny_checkpoint)
+        finetune_model(model, tok, train, {**spec, "seed": seed})
+        expected.append(item_correct(model, tok, test["where"], spec))
+    per_item = np.mean(np.array(expected), axis=0)
+    model, tok = load_checkpoint(tiny_checkpoint)
+    stats, per = finetune_and_score(model, tok, train, test, spec)
+    acc, se, n = per["where"]
+    assert stats["seeds"] == [0, 1] and n == len(test["where"])
+    assert acc == pytest.approx(per_item.mean())
+    assert se == pytest.approx(per_item.std(ddof=1) / math.sqrt(n))
+    with pytest.raises(ParameterError, match="'seeds'"):
+        load_spec({"seeds": 0})

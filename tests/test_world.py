@@ -81,6 +81,60 @@ def test_task_files_schema_splits_and_capabilities(written):
     assert kinds == {"mc", "gen"}
 
 
+def _fact(it) -> str:
+    """The fact an item asks about, recovered from its text (not from the generator's key)."""
+    if m := re.search(r"What is ([\d +-]+)\?", it.context):
+        terms = re.split(r" ([+-]) ", m.group(1))
+        if len(terms) == 3 and terms[1] == "+":  # a + b is b + a
+            return " + ".join(sorted(terms[::2], key=int))
+        return m.group(1)
+    for pat in (
+        r"capital of (\w+)\?",
+        r"was (\w+ \w+) born",
+        r"job of (\w+ \w+)\?",
+        r"kind of thing is an? (\w+)\?",
+    ):
+        if m := re.search(pat, it.context):
+            return m.group(1)
+    if "Which of these is" in it.context:
+        return it.answer.strip()
+    return it.context
+
+
+def test_no_test_fact_leaks_into_sft_training(written):
+    """SFT trains on every train item of a capability: no test fact may be among them, in any
+    task of that capability, and no test answer may be a choice of a train item (a distractor
+    that SFT teaches to avoid)."""
+    tasks = load_tasks(written / "tasks")
+    by_cap: dict[str, list] = {}
+    for items in tasks.values():
+        by_cap.setdefault(items[0].capability, []).extend(items)
+    for cap, items in by_cap.items():
+        train = [i for i in items if i.split == "train"]
+        test = [i for i in items if i.split == "test"]
+        train_facts = {(i.task, _fact(i)) for i in train}
+        leaked = [i.id for i in test if (i.task, _fact(i)) in train_facts]
+        assert not leaked, (cap, leaked[:5])
+        text: dict[str, str] = {}
+        for i in train:
+            text[i.task] = text.get(i.task, "") + i.context + " ".join(i.choices or [i.gold])
+        for it in test:
+            train_text = text[it.task]  # other tasks may name the same word for another fact
+            if it.task in ("capitals", "birthplaces", "professions", "category"):
+                # the entity asked about never appears in a training item of its task
+                assert not re.search(rf"\b{re.escape(_fact(it))}\b", train_text), (cap, it.id)
+            if it.task == "capitals" or it.context.startswith("Question: Which of these"):
+                assert not re.search(rf"\b{re.escape(it.answer.strip())}\b", train_text), it.id
+
+
+def test_generated_test_splits_are_large_by_default():
+    from ckpt_toolkit.world import WorldConfig
+
+    items = WorldConfig().items
+    # one SFT accuracy over n items has stderr <= sqrt(0.25 / n) <= 0.02 from n = 625
+    assert items["test"] >= 625 and items["train"] >= 100
+
+
 def test_heldout_and_world_json(written):
     desc = json.loads((written / "world.json").read_text())
     assert desc["seed"] == 3
@@ -104,7 +158,11 @@ def test_knowledge_answers_are_stated_in_the_corpus(written, corpus_text):
         stated = set(re.findall(rf"{name} works as an? (\w+)\.", corpus_text))
         assert stated == {it.answer.strip()}
     for it in tasks["category"]:
-        cat = re.search(r"is an? (\w+)\?", it.context).group(1)
+        if m := re.search(r"What kind of thing is an? (\w+)\?", it.context):
+            stated = set(re.findall(rf"An? {m.group(1)} is an? (\w+)\.", corpus_text))
+            assert stated == {it.answer.strip()}
+            continue
+        cat = re.search(r"Which of these is an? (\w+)\?", it.context).group(1)
         members = set(re.findall(rf"An? (\w+) is an? {cat}\.", corpus_text))
         assert [c.strip() in members for c in it.choices] == [i == it.gold for i in range(4)]
 

@@ -89,7 +89,7 @@ def finetune_unit(
     """Load ``ref``, fine-tune it on ``task``'s train splits, score each dataset's test split
     and return store rows (the work-unit function; top level, so it pickles for Ray)."""
     from ..checkpoints import load_checkpoint, unload
-    from .train import evaluate_items, finetune_model
+    from .train import finetune_and_score
 
     t0 = time.perf_counter()
     train: list[TaskItem] = []
@@ -115,10 +115,8 @@ def finetune_unit(
     model, tok = loaded.model, loaded.tokenizer
     del loaded
     try:
-        stats = finetune_model(model, tok, train, spec)
-        per: dict[str, tuple[float, float | None, int]] = {
-            d: evaluate_items(model, tok, items, spec) for d, items in tests.items()
-        }
+        # repeated over spec["seeds"] seeds; per dataset (accuracy, stderr, n)
+        stats, per = finetune_and_score(model, tok, train, tests, spec)
     finally:
         unload(model)
     seconds = round(time.perf_counter() - t0, 3)

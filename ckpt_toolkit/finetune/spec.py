@@ -31,6 +31,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "eval_batch_size": (int,),
     "max_new_tokens": (int,),
     "seed": (int,),
+    "seeds": (int,),
     "dtype": (str,),
 }
 
@@ -64,7 +65,7 @@ def load_spec(spec: str | Path | dict[str, Any] | None = None) -> dict[str, Any]
         if isinstance(val, bool) and bool not in _TYPES[key] or not isinstance(val, _TYPES[key]):
             raise ParameterError(f"{where}: {key!r} has the wrong type ({type(val).__name__})")
         out[key] = val
-    for key in ("max_steps", "batch_size", "max_length", "eval_batch_size"):
+    for key in ("max_steps", "batch_size", "max_length", "eval_batch_size", "seeds"):
         if out[key] < 1:
             raise ParameterError(f"{where}: {key!r} must be >= 1, not {out[key]}")
     if not 0 <= out["warmup_frac"] < 1:

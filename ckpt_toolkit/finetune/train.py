@@ -121,36 +121,81 @@ def exact_match(prediction: str, gold: str) -> bool:
     return prediction.split("\n", 1)[0].strip() == str(gold).strip()
 
 
-def evaluate_items(
-    model, tokenizer, items: Sequence[TaskItem], spec: dict[str, Any]
-) -> tuple[float, float | None, int]:
-    """(accuracy, stderr, n) of ``model`` on ``items`` (0-shot, the fine-tuning format).
-
-    Multiple choice: argmax of the choices' summed log-likelihoods is gold (first maximum);
-    generation: exact match of the greedy continuation.
-    """
-    mc = [it for it in items if it.is_multiple_choice]
-    gen = [it for it in items if not it.is_multiple_choice]
-    correct: list[float] = []
+def item_correct(model, tokenizer, items: Sequence[TaskItem], spec: dict[str, Any]) -> list[float]:
+    """1.0 / 0.0 per item (in the order of ``items``): is ``model`` right on it (0-shot, the
+    fine-tuning format)? Multiple choice: argmax of the choices' summed log-likelihoods is gold
+    (first maximum); generation: exact match of the greedy continuation."""
+    mc = [i for i, it in enumerate(items) if it.is_multiple_choice]
+    gen = [i for i, it in enumerate(items) if not it.is_multiple_choice]
+    correct = [0.0] * len(items)
     if mc:
         scored = score_choices(
             model,
             tokenizer,
-            [(it.context, list(it.choices)) for it in mc],
+            [(items[i].context, list(items[i].choices)) for i in mc],
             batch_size=spec["eval_batch_size"],
         )
-        for it, row in zip(mc, scored):
+        for i, row in zip(mc, scored):
             lps = [s.logprob for s in row]
-            best = max(range(len(lps)), key=lambda i: (lps[i], -i))
-            correct.append(float(best == it.gold))
+            best = max(range(len(lps)), key=lambda j: (lps[j], -j))
+            correct[i] = float(best == items[i].gold)
     if gen:
         outs = greedy_generate(
             model,
             tokenizer,
-            [it.context for it in gen],
+            [items[i].context for i in gen],
             max_new_tokens=spec["max_new_tokens"],
             batch_size=spec["eval_batch_size"],
         )
-        correct += [float(exact_match(o, it.gold)) for o, it in zip(outs, gen)]
+        for i, o in zip(gen, outs):
+            correct[i] = float(exact_match(o, items[i].gold))
+    return correct
+
+
+def _score(correct: Sequence[float]) -> tuple[float, float | None, int]:
     acc, se = mean_stderr(correct)
     return acc, (se if se is None or math.isfinite(se) else None), len(correct)
+
+
+def evaluate_items(
+    model, tokenizer, items: Sequence[TaskItem], spec: dict[str, Any]
+) -> tuple[float, float | None, int]:
+    """(accuracy, stderr, n) of ``model`` on ``items`` (see :func:`item_correct`)."""
+    return _score(item_correct(model, tokenizer, items, spec))
+
+
+def finetune_and_score(
+    model,
+    tokenizer,
+    train: Sequence[TaskItem],
+    tests: dict[str, Sequence[TaskItem]],
+    spec: dict[str, Any],
+) -> tuple[dict, dict[str, tuple[float, float | None, int]]]:
+    """Fine-tune ``model`` on ``train`` and score every dataset of ``tests``, repeated over
+    ``spec["seeds"]`` seeds (``seed``, ``seed + 1``, ...), each from the same starting weights.
+
+    Returns (training statistics, {dataset: (accuracy, stderr, n items)}). With several seeds an
+    item's correctness is its mean over the seeds and the stderr is that of the mean over items
+    (so it still counts the test items' sampling, and no longer the seed's luck alone).
+    ``model`` ends fine-tuned with the last seed.
+    """
+    import torch
+
+    n_seeds = int(spec.get("seeds", 1))
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()} if n_seeds > 1 else None
+    per_item: dict[str, list[list[float]]] = {d: [] for d in tests}
+    runs: list[dict] = []
+    for r in range(n_seeds):
+        if start is not None and r:
+            with torch.no_grad():
+                model.load_state_dict(start)
+        runs.append(finetune_model(model, tokenizer, train, {**spec, "seed": spec["seed"] + r}))
+        for d, items in tests.items():
+            per_item[d].append(item_correct(model, tokenizer, items, spec))
+    stats = dict(runs[0])
+    if n_seeds > 1:
+        for key in ("first_loss", "final_loss"):
+            stats[key] = sum(run[key] for run in runs) / n_seeds
+        stats["seeds"] = [spec["seed"] + r for r in range(n_seeds)]
+    per = {d: _score([sum(col) / n_seeds for col in zip(*rows)]) for d, rows in per_item.items()}
+    return stats, per

@@ -71,15 +71,18 @@ def person_article(rng: random.Random, p: dict) -> str:
     return " ".join(core + extra[: rng.randint(0, 2)])
 
 
-def wiki_stream(rng: random.Random, facts: Facts) -> Iterator[str]:
-    """Every entity once (shuffled), then entities sampled by Zipf popularity."""
+def wiki_stream(rng: random.Random, facts: Facts, qa_share: float = 0.0) -> Iterator[str]:
+    """Every entity once (shuffled), then entities sampled by Zipf popularity (a ``qa_share``
+    of them as question-answer pages)."""
     first = [("c", c) for c in facts.countries] + [("p", p) for p in facts.people]
     rng.shuffle(first)
     for kind, ent in first:
         yield country_article(rng, ent) if kind == "c" else person_article(rng, ent)
     n_c = len(facts.countries)
     while True:
-        if rng.random() < 0.4:
+        if qa_share and rng.random() < qa_share:
+            yield qa_page(rng, [wiki_qa(rng, facts) for _ in range(rng.randint(1, 3))])
+        elif rng.random() < 0.4:
             c = rng.choices(facts.countries, weights=facts.country_popularity[:n_c])[0]
             yield country_article(rng, c)
         else:
@@ -126,7 +129,7 @@ def simulate_story(rng: random.Random, n_events: int) -> tuple[list[str], dict, 
 
 
 def story_doc(rng: random.Random) -> str:
-    sents, where, holder = simulate_story(rng, rng.randint(3, 12))
+    sents, where, holder = simulate_story(rng, rng.randint(2, 8))
     # the pretraining story states the outcome declaratively; task items ask for it as a question
     ends = [f"Now {p} is in the {place}." for p, place in where.items()]
     ends += [f"Now {h} has the {o}." for o, h in holder.items()]
@@ -134,9 +137,9 @@ def story_doc(rng: random.Random) -> str:
     return " ".join(sents + ends[: rng.randint(1, 2)])
 
 
-def stories_stream(rng: random.Random, facts: Facts) -> Iterator[str]:
+def stories_stream(rng: random.Random, facts: Facts, qa_share: float = 0.0) -> Iterator[str]:
     while True:
-        yield story_doc(rng)
+        yield story_qa(rng) if qa_share and rng.random() < qa_share else story_doc(rng)
 
 
 # -- concepts -----------------------------------------------------------------------------------
@@ -179,7 +182,7 @@ def concepts_doc(rng: random.Random) -> str:
     return " ".join(sents)
 
 
-def concepts_stream(rng: random.Random, facts: Facts) -> Iterator[str]:
+def concepts_stream(rng: random.Random, facts: Facts, qa_share: float = 0.0) -> Iterator[str]:
     # every canonical statement once first, so the world's corpus holds all of them
     first = [category_sentence(m, c) for c, ms in CATEGORIES.items() for m in ms]
     first += [bigger_sentence(b, s) for b, s in SIZE_PAIRS]
@@ -187,16 +190,25 @@ def concepts_stream(rng: random.Random, facts: Facts) -> Iterator[str]:
     for i in range(0, len(first), 5):
         yield " ".join(first[i : i + 5])
     while True:
-        yield concepts_doc(rng)
+        if qa_share and rng.random() < qa_share:
+            yield qa_page(rng, [concepts_qa(rng) for _ in range(rng.randint(1, 3))])
+        else:
+            yield concepts_doc(rng)
 
 
 # -- math ---------------------------------------------------------------------------------------
+
+
+#: operands of one-step arithmetic in worksheets and in the ``arithmetic`` task: 0..ARITH_MAX
+ARITH_MAX = 25
 
 
 def math_line(rng: random.Random) -> str:
     r = rng.random()
     if r < 0.5:  # frequent: small numbers
         a, b = rng.randint(0, 9), rng.randint(0, 9)
+    elif r < 0.8:
+        a, b = rng.randint(0, ARITH_MAX), rng.randint(0, ARITH_MAX)
     else:
         a, b = rng.randint(0, 20), rng.randint(0, 20)
     if r < 0.8:
@@ -225,9 +237,12 @@ def math_doc(rng: random.Random) -> str:
     return "\n".join(math_line(rng) for _ in range(rng.randint(2, 16)))
 
 
-def math_stream(rng: random.Random, facts: Facts) -> Iterator[str]:
+def math_stream(rng: random.Random, facts: Facts, qa_share: float = 0.0) -> Iterator[str]:
     while True:
-        yield math_doc(rng)
+        if qa_share and rng.random() < qa_share:
+            yield qa_page(rng, [math_qa(rng) for _ in range(rng.randint(1, 4))])
+        else:
+            yield math_doc(rng)
 
 
 # -- code ---------------------------------------------------------------------------------------
@@ -260,7 +275,7 @@ def make_program(rng: random.Random, n_lines: int, loop: bool = False) -> tuple[
 
 
 def program_with_output(rng: random.Random) -> str:
-    lines, env = make_program(rng, rng.randint(2, 4), loop=rng.random() < 0.3)
+    lines, env = make_program(rng, rng.randint(1, 4), loop=rng.random() < 0.3)
     v = rng.choice(sorted(env))
     return "\n".join(lines + [f"print({v})", f"# output: {env[v]}"])
 
@@ -270,9 +285,64 @@ def code_doc(rng: random.Random) -> str:
     return "\n\n".join(program_with_output(rng) for _ in range(rng.choice([1, 1, 2, 3])))
 
 
-def code_stream(rng: random.Random, facts: Facts) -> Iterator[str]:
+def code_stream(rng: random.Random, facts: Facts, qa_share: float = 0.0) -> Iterator[str]:
     while True:
-        yield code_doc(rng)
+        yield code_qa(rng) if qa_share and rng.random() < qa_share else code_doc(rng)
+
+
+# -- question-answer pages ----------------------------------------------------------------------
+# A small share of every domain (``WorldConfig.qa_share``) is written as questions and answers,
+# as FAQ pages are on the web: the facts and skills stay the same, the format is the one the
+# task items use, so k-shot probes are not entirely foreign to a small model.
+
+
+def qa_page(rng: random.Random, pairs: list[tuple[str, str]]) -> str:
+    """Question-answer pairs in the task items' format, one blank line apart."""
+    return "\n\n".join(f"Question: {q}\nAnswer: {a}" for q, a in pairs)
+
+
+def wiki_qa(rng: random.Random, facts: Facts) -> tuple[str, str]:
+    if rng.random() < 0.3:
+        c = rng.choices(facts.countries, weights=facts.country_popularity)[0]
+        return f"What is the capital of {c['name']}?", c["capital"]
+    p = rng.choices(facts.people, weights=facts.people_popularity)[0]
+    if rng.random() < 0.5:
+        return f"In which city was {p['name']} born?", p["city"]
+    return f"What is the job of {p['name']}?", p["profession"]
+
+
+def concepts_qa(rng: random.Random) -> tuple[str, str]:
+    if rng.random() < 0.5:
+        cat = rng.choice(sorted(CATEGORIES))
+        m = rng.choice(CATEGORIES[cat])
+        return f"What kind of thing is {article(m)} {m}?", cat
+    big, small = rng.choice(SIZE_PAIRS)
+    pair = [big, small]
+    rng.shuffle(pair)
+    return f"Which is bigger: {article(pair[0])} {pair[0]} or {article(pair[1])} {pair[1]}?", big
+
+
+def math_qa(rng: random.Random) -> tuple[str, str]:
+    expr, val = math_line(rng).split(" = ")
+    return f"What is {expr}?", val
+
+
+def story_qa(rng: random.Random) -> str:
+    sents, where, holder = simulate_story(rng, rng.randint(2, 6))
+    if holder and rng.random() < 0.5:
+        o = rng.choice(sorted(holder))
+        q, a = f"Who has the {o}?", holder[o]
+    else:
+        p = rng.choice(sorted(where))
+        q, a = f"Where is {p}?", f"the {where[p]}"
+    return "Story: " + " ".join(sents) + "\n" + qa_page(rng, [(q, a)])
+
+
+def code_qa(rng: random.Random) -> str:
+    lines, env = make_program(rng, rng.randint(1, 4), loop=rng.random() < 0.3)
+    v = rng.choice(sorted(env))
+    prog = "\n".join(lines + [f"print({v})"])
+    return f"Program:\n{prog}\n" + qa_page(rng, [("What does the program print?", str(env[v]))])
 
 
 STREAMS = {

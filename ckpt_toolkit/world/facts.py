@@ -21,13 +21,19 @@ PROFESSIONS = [
 ]  # fmt: skip
 
 CATEGORIES: dict[str, list[str]] = {
-    "animal": ["dog", "cat", "horse", "mouse", "cow", "sheep", "lion", "rabbit"],
-    "fruit": ["apple", "pear", "plum", "grape", "lemon", "cherry", "peach", "mango"],
-    "tool": ["hammer", "saw", "drill", "wrench", "shovel", "rake", "chisel", "axe"],
-    "vehicle": ["car", "bus", "truck", "bike", "boat", "train", "plane", "van"],
-    "garment": ["shirt", "hat", "coat", "sock", "shoe", "scarf", "glove", "belt"],
-    "instrument": ["drum", "flute", "harp", "piano", "violin", "guitar", "horn", "bell"],
-}
+    "animal": ["dog", "cat", "horse", "mouse", "cow", "sheep", "lion", "rabbit",
+               "goat", "tiger", "wolf", "duck", "camel", "zebra", "monkey", "donkey"],
+    "fruit": ["apple", "pear", "plum", "grape", "lemon", "cherry", "peach", "mango",
+              "banana", "orange", "melon", "lime", "kiwi", "fig", "apricot", "papaya"],
+    "tool": ["hammer", "saw", "drill", "wrench", "shovel", "rake", "chisel", "axe",
+             "pliers", "screwdriver", "trowel", "hoe", "crowbar", "mallet", "clamp", "spade"],
+    "vehicle": ["car", "bus", "truck", "bike", "boat", "train", "plane", "van",
+                "taxi", "tram", "ship", "scooter", "tractor", "canoe", "jeep", "wagon"],
+    "garment": ["shirt", "hat", "coat", "sock", "shoe", "scarf", "glove", "belt",
+                "dress", "skirt", "jacket", "boot", "vest", "sweater", "cap", "tie"],
+    "instrument": ["drum", "flute", "harp", "piano", "violin", "guitar", "horn", "bell",
+                   "trumpet", "cello", "banjo", "organ", "oboe", "tuba", "lute", "clarinet"],
+}  # fmt: skip
 
 #: animals from smallest to largest (real-world order)
 SIZE_ORDER = [

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from ..tasks import TaskItem
 from .documents import (
+    ARITH_MAX,
     birthplace_sentence,
     capital_sentence,
     category_sentence,
@@ -69,49 +70,88 @@ def _item(task: str, key: str, context: str, gold, choices=None, evidence=None) 
     return d
 
 
-# -- fact-based tasks (one item per fact) -------------------------------------------------------
+# -- fact-based tasks (items per fact; splits by fact) -----------------------------------------
+
+
+def assign_splits(rng: random.Random, keys: list[str]) -> dict[str, str]:
+    """Each fact (key) to one split, in the shares of :data:`FACT_FRACTIONS` (seeded)."""
+    keys = sorted(set(keys))
+    rng.shuffle(keys)
+    n = len(keys)
+    n_train = max(1, round(n * FACT_FRACTIONS[0]))
+    n_val = max(1, round(n * FACT_FRACTIONS[1]))
+    return {
+        k: "train" if i < n_train else "validation" if i < n_train + n_val else "test"
+        for i, k in enumerate(keys)
+    }
+
+
+def _same_split_pool(split: dict[str, str], answer: dict[str, str], key: str) -> list[str]:
+    """Answers of the facts in ``key``'s split: distractors never name an answer that SFT
+    trains on for a test item (or the other way round), which would teach "pick what was an
+    answer before" instead of the fact."""
+    pool = [answer[k] for k in answer if split[k] == split[key]]
+    return pool if len({p for p in pool if p != answer[key]}) >= 3 else list(answer.values())
 
 
 def capitals(rng: random.Random, facts: Facts) -> list[dict]:
-    caps = [c["capital"] for c in facts.countries]
+    split = assign_splits(rng, [c["name"] for c in facts.countries])
+    answer = {c["name"]: c["capital"] for c in facts.countries}
     out = []
     for c in facts.countries:
-        choices, gold = _mc(rng, c["capital"], caps)
+        choices, gold = _mc(rng, c["capital"], _same_split_pool(split, answer, c["name"]))
         ctx = f"Question: What is the capital of {c['name']}?\nAnswer:"
-        out.append(_item("capitals", c["name"], ctx, gold, choices, [capital_sentence(c)]))
+        it = _item("capitals", c["name"], ctx, gold, choices, [capital_sentence(c)])
+        out.append({**it, "split": split[c["name"]]})
     return out
 
 
 def birthplaces(rng: random.Random, facts: Facts) -> list[dict]:
+    split = assign_splits(rng, [p["name"] for p in facts.people])
     return [
-        _item(
-            "birthplaces",
-            p["name"],
-            f"Question: In which city was {p['name']} born?\nAnswer:",
-            p["city"],
-            evidence=[birthplace_sentence(p)],
-        )
+        {
+            **_item(
+                "birthplaces",
+                p["name"],
+                f"Question: In which city was {p['name']} born?\nAnswer:",
+                p["city"],
+                evidence=[birthplace_sentence(p)],
+            ),
+            "split": split[p["name"]],
+        }
         for p in facts.people
     ]
 
 
 def professions(rng: random.Random, facts: Facts) -> list[dict]:
+    split = assign_splits(rng, [p["name"] for p in facts.people])
     out = []
     for p in facts.people:
         choices, gold = _mc(rng, p["profession"], PROFESSIONS)
         ctx = f"Question: What is the job of {p['name']}?\nAnswer:"
-        out.append(_item("professions", p["name"], ctx, gold, choices, [profession_sentence(p)]))
+        it = _item("professions", p["name"], ctx, gold, choices, [profession_sentence(p)])
+        out.append({**it, "split": split[p["name"]]})
     return out
 
 
 def category(rng: random.Random, facts: Facts) -> list[dict]:
+    """Two questions per member (which of four things is a <category>; what kind of thing a
+    member is); both items of a member are in the same split, and distractor members come
+    from that split only."""
+    member_cat = {m: c for c, ms in CATEGORIES.items() for m in ms}
+    split = assign_splits(rng, list(member_cat))
     out = []
-    for cat, members in CATEGORIES.items():
-        others = [m for c, ms in CATEGORIES.items() if c != cat for m in ms]
-        for m in members:
-            choices, gold = _mc(rng, m, others + [m])
-            ctx = f"Question: Which of these is {article(cat)} {cat}?\nAnswer:"
-            out.append(_item("category", m, ctx, gold, choices, [category_sentence(m, cat)]))
+    for m, cat in member_cat.items():
+        others = [x for x, c in member_cat.items() if c != cat and split[x] == split[m]]
+        if len(others) < 3:
+            others = [x for x, c in member_cat.items() if c != cat]
+        choices, gold = _mc(rng, m, others + [m])
+        ctx = f"Question: Which of these is {article(cat)} {cat}?\nAnswer:"
+        evidence = [category_sentence(m, cat)]
+        out.append({**_item("category", m, ctx, gold, choices, evidence), "split": split[m]})
+        choices, gold = _mc(rng, cat, sorted(CATEGORIES))
+        ctx = f"Question: What kind of thing is {article(m)} {m}?\nAnswer:"
+        out.append({**_item("category", m, ctx, gold, choices, evidence), "split": split[m]})
     return out
 
 
@@ -136,9 +176,13 @@ def biggest(rng: random.Random) -> dict:
     )
 
 
+#: events per reading-comprehension story (short enough for the zoo's small models to track)
+STORY_EVENTS = (3, 6)
+
+
 def where_is(rng: random.Random) -> dict:
     while True:
-        sents, where, _ = simulate_story(rng, rng.randint(4, 8))
+        sents, where, _ = simulate_story(rng, rng.randint(STORY_EVENTS[0], STORY_EVENTS[1]))
         moved = [p for p in where if sum(s.startswith(f"{p} went") for s in sents) >= 1]
         if moved:
             break
@@ -150,7 +194,7 @@ def where_is(rng: random.Random) -> dict:
 
 def who_has(rng: random.Random) -> dict:
     while True:
-        sents, _, holder = simulate_story(rng, rng.randint(4, 8))
+        sents, _, holder = simulate_story(rng, rng.randint(STORY_EVENTS[0], STORY_EVENTS[1]))
         if holder:
             break
     o = rng.choice(sorted(holder))
@@ -159,14 +203,16 @@ def who_has(rng: random.Random) -> dict:
 
 
 def arithmetic(rng: random.Random) -> dict:
-    # one step, operands 0-12: the range pretraining worksheets cover most often
-    a, b = rng.randint(0, 12), rng.randint(0, 12)
+    """One step, operands 0..ARITH_MAX. The key is the fact, not its spelling: ``a + b`` and
+    ``b + a`` share a key, so no test sum is trained on in either order."""
+    a, b = rng.randint(0, ARITH_MAX), rng.randint(0, ARITH_MAX)
     if rng.random() < 0.6:
-        expr, val = f"{a} + {b}", a + b
+        expr, val, key = f"{a} + {b}", a + b, f"{min(a, b)} + {max(a, b)}"
     else:
         a, b = max(a, b), min(a, b)
         expr, val = f"{a} - {b}", a - b
-    return _item("arithmetic", expr, f"Question: What is {expr}?\nAnswer:", str(val))
+        key = expr
+    return _item("arithmetic", key, f"Question: What is {expr}?\nAnswer:", str(val))
 
 
 def multistep(rng: random.Random) -> dict:
@@ -187,7 +233,7 @@ def multistep(rng: random.Random) -> dict:
 
 
 def code_output(rng: random.Random) -> dict:
-    lines, env = make_program(rng, rng.randint(2, 4))
+    lines, env = make_program(rng, rng.randint(1, 3))
     v = rng.choice(sorted(env))
     prog = "\n".join(lines + [f"print({v})"])
     ctx = f"Program:\n{prog}\nQuestion: What does the program print?\nAnswer:"
@@ -195,7 +241,7 @@ def code_output(rng: random.Random) -> dict:
 
 
 def code_value(rng: random.Random) -> dict:
-    lines, env = make_program(rng, rng.randint(2, 3), loop=True)
+    lines, env = make_program(rng, rng.randint(1, 2), loop=True)
     v = rng.choice(sorted(env))
     prog = "\n".join(lines)
     choices = [str(env[v])] + rng.sample(_numeric_distractors(rng, env[v]), 3)
@@ -221,16 +267,6 @@ GENERATED_TASKS: dict[str, Callable[[random.Random], dict]] = {
     "code_output": code_output,
     "code_value": code_value,
 }
-
-
-def _split_fact_items(rng: random.Random, items: list[dict]) -> list[dict]:
-    rng.shuffle(items)
-    n = len(items)
-    n_train = max(1, round(n * FACT_FRACTIONS[0]))
-    n_val = max(1, round(n * FACT_FRACTIONS[1]))
-    for i, it in enumerate(items):
-        it["split"] = "train" if i < n_train else "validation" if i < n_train + n_val else "test"
-    return items
 
 
 def _generate_split_items(
@@ -261,7 +297,8 @@ def make_tasks(
     for name in tasks or list(CAPABILITIES):
         rng = random.Random(f"{seed}/task/{name}")
         if name in FACT_TASKS:
-            raw = _split_fact_items(rng, FACT_TASKS[name](rng, facts))
+            raw = FACT_TASKS[name](rng, facts)
+            rng.shuffle(raw)  # file order must not follow popularity (first-N limits)
         else:
             raw = _generate_split_items(rng, GENERATED_TASKS[name], counts)
         order = {"train": 0, "validation": 1, "test": 2}
