@@ -8,7 +8,7 @@ prints seconds and the ratio to the idle run. A fair share of two cores gives 2x
 competitor and 3x beside two; the targets are <= 2.2x and <= 4x (docs/threads.md).
 
     .venv/bin/python benchmarks/probe_contention.py [ZOO_DIR_OR_MANIFEST] [--competitors 0,1,2]
-        [--checkpoints 8] [--threads auto] [--repeats 1] [--json out.json]
+        [--checkpoints 8] [--threads auto] [--repeats 1] [--limit N] [--json out.json]
 
 Without a zoo it trains the smallest one that has the quick preset's largest size: one
 causal-LM variant of that size (``clm-m``), for ``--train-steps`` steps (the probe cost depends on the model's size, not
@@ -39,10 +39,12 @@ TARGETS = {1: 2.2, 2: 4.0}
 
 
 def busy_loop(deadline: float) -> None:
-    """A CPU-bound competitor: spin until ``deadline`` (time.time()) or until terminated."""
+    """A CPU-bound competitor: spin until ``deadline`` (time.time()), until terminated, or until
+    the benchmark that started it is gone (however it ended)."""
+    parent = os.getppid()
     x = 0
-    while time.time() < deadline:
-        for _ in range(10_000):
+    while time.time() < deadline and os.getppid() == parent:
+        for _ in range(100_000):
             x += 1
 
 
@@ -96,14 +98,16 @@ def pick_checkpoints(manifest: Path, n: int) -> list[Any]:
     return mine
 
 
-def probe_once(refs: list[Any], work: Path, tag: str, threads: str) -> float:
+def probe_once(refs: list[Any], work: Path, tag: str, threads: str, limit: int | None) -> float:
     from ckpt_toolkit.probes import run_probes
 
     store = work / f"contention-{tag}.duckdb"
     for f in work.glob(f"contention-{tag}.duckdb*"):
         f.unlink()
     t = time.perf_counter()
-    report = run_probes(refs, store, probes="ppl,kshot", progress=False, threads=threads)
+    report = run_probes(
+        refs, store, probes="ppl,kshot", limit=limit, progress=False, threads=threads
+    )
     seconds = time.perf_counter() - t
     if not report.ok:
         raise SystemExit(f"probe sweep failed:\n{report.summary()}")
@@ -119,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoints", type=int, default=8)
     ap.add_argument("--threads", default="auto", help="auto (the policy) or N")
     ap.add_argument("--repeats", type=int, default=1, help="runs per condition (median kept)")
+    ap.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="items per task / documents per domain (a quick check)",
+    )
     ap.add_argument("--train-steps", type=int, default=24, help="steps of a self-trained zoo")
     ap.add_argument("--competitor-limit", type=float, default=1800, help="seconds, hard cap")
     ap.add_argument("--work", type=Path, default=None, help="working folder (default: temp)")
@@ -149,9 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"{len(refs)} checkpoints of {refs[0].run} ({refs[0].params:,} parameters), "
-        f"ppl + kshot, --threads {args.threads}; load average {os.getloadavg()[0]:.2f}"
+        f"ppl + kshot, --threads {args.threads}, --limit {args.limit}; "
+        f"load average {os.getloadavg()[0]:.2f}"
     )
-    probe_once(refs[:1], args.work, "warmup", args.threads)  # imports, file cache
+    probe_once(refs[:1], args.work, "warmup", args.threads, 5)  # imports, file cache
 
     results: list[dict[str, Any]] = []
     for n in conditions:
@@ -161,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 time.sleep(1.0 if n else 0.0)  # let the competitors get going
                 busy = LoadMonitor(sample_s=0.5).busy_others()
-                seconds = probe_once(refs, args.work, f"{n}-{r}", args.threads)
+                seconds = probe_once(refs, args.work, f"{n}-{r}", args.threads, args.limit)
             finally:
                 stop(procs)
             times.append(seconds)
