@@ -5,7 +5,8 @@ default 1,000,000 rows, ~60 MB) into a temporary folder, then imports it in a *f
 process and reports that process's wall time, rows/s and peak RSS (so the generator's memory is
 not counted). Target (issue 11): 1M rows in <= 20 s with <= 1.5 GB peak RSS on 2 cores.
 
-    .venv/bin/python benchmarks/import_speed.py [--rows 1000000] [--format csv|parquet] [--json out]
+    .venv/bin/python benchmarks/import_speed.py [--rows 1000000] [--format csv|parquet]
+        [--reimport] [--json out.json]
 
 The machine may be shared: the 1-minute load average is printed before and after.
 """
@@ -53,15 +54,22 @@ def make_table(rows: int, seed: int = 0) -> pd.DataFrame:
     return df.iloc[:rows]
 
 
-def _child(path: str, store: str) -> None:
-    """Run in a fresh process: import ``path`` into ``store``; print a JSON line."""
+def _child(path: str, store: str, again: bool) -> None:
+    """Run in a fresh process: import ``path`` into ``store`` (twice with ``again``: the second
+    import replaces every row); print a JSON line."""
     from ckpt_toolkit.importers import import_results
 
     t = time.perf_counter()
     report = import_results(path, store, progress=False)
     wall = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-    print(json.dumps({"rows": report.rows_written, "wall_s": wall, "peak_rss": rss}))
+    out = {"rows": report.rows_written, "wall_s": wall, "peak_rss": rss}
+    if again:
+        t = time.perf_counter()
+        import_results(path, store, progress=False)
+        out["reimport_wall_s"] = time.perf_counter() - t
+        out["reimport_peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(out))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -70,10 +78,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--format", choices=["csv", "parquet"], default="csv")
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--reimport", action="store_true", help="also time a second import (replaces all rows)"
+    )
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        _child(*args.child)
+        _child(args.child[0], args.child[1], args.child[2] == "1")
         return {}
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,7 +98,14 @@ def main(argv: list[str] | None = None) -> dict:
         del df
         t = time.perf_counter()
         out = subprocess.run(
-            [sys.executable, __file__, "--child", str(src), str(Path(tmp) / "s.duckdb")],
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(src),
+                str(Path(tmp) / "s.duckdb"),
+                "1" if args.reimport else "0",
+            ],
             check=True,
             capture_output=True,
             text=True,
@@ -109,6 +127,11 @@ def main(argv: list[str] | None = None) -> dict:
         f"peak RSS {res['peak_rss'] / 2**30:.2f} GiB; load average {load0:.1f} → "
         f"{res['load_after']:.1f} on {os.cpu_count()} CPUs"
     )
+    if "reimport_wall_s" in res:
+        print(
+            f"re-import of the same rows (replace): {res['reimport_wall_s']:.1f} s, peak RSS "
+            f"{res['reimport_peak_rss'] / 2**30:.2f} GiB"
+        )
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
     return res

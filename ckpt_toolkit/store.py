@@ -267,8 +267,15 @@ class ResultsStore:
             try:
                 if table is not None:
                     con.register("bulk_incoming", table)
+                    # no stored row of these checkpoints → no key can conflict: a plain INSERT
+                    # skips the replace bookkeeping (the key starts with the checkpoint)
+                    clash = con.execute(
+                        "SELECT 1 FROM measurements WHERE checkpoint IN "
+                        "(SELECT DISTINCT checkpoint FROM bulk_incoming) LIMIT 1"
+                    ).fetchone()
+                    verb = "INSERT OR REPLACE" if clash else "INSERT"
                     con.execute(
-                        f"INSERT OR REPLACE INTO measurements ({', '.join(COLUMNS)}) "
+                        f"{verb} INTO measurements ({', '.join(COLUMNS)}) "
                         f"SELECT {', '.join(COLUMNS)} FROM bulk_incoming"
                     )
                     con.unregister("bulk_incoming")

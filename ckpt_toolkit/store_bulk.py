@@ -134,7 +134,7 @@ def _int_column(frame: pd.DataFrame, col: str) -> pd.Series:
         bad = s.notna() & ((s != np.floor(s)) | (s.abs() > _MAX_INT))
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise StoreError(f"row {i}: {col} {s.iloc[i]!r} is not a whole number in range")
+            raise StoreError(f"row {i}: {col} {float(s.iloc[i])} is not a whole number in range")
     return s.astype("Int64")
 
 
