@@ -199,6 +199,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {r['competitors']} | {r['seconds']:.1f} | {ratio:.2f}x | {tgt} | {r['busy_before']:.2f} CPUs busy |"
         )
+    idle = next((r for r in results if r["competitors"] == 0), None)
+    if idle and idle["busy_before"] > 0.3:
+        print(
+            f"\nnote: the idle run was not idle ({idle['busy_before']:.2f} CPUs kept busy by other "
+            "processes): these ratios are not the idle-machine figures the targets refer to"
+        )
     if args.json:
         args.json.write_text(
             json.dumps(
