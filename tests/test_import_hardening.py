@@ -200,6 +200,12 @@ def test_columnar_errors(tmp_path):
     doc = {"checkpoints": [1, "final"], "results": {"arc": {"acc": [0.1, 0.2]}}}
     with pytest.raises(ImportFormatError, match="checkpoints\\[1\\]: 'final' names no step"):
         import_results(_json(tmp_path, doc, "x_agg.json"), tmp_path / "s.duckdb")
+    doc = {"checkpoints": [1, "step1"], "results": {"arc": {"acc": [0.1, 0.2]}}}
+    with pytest.raises(ImportFormatError, match="checkpoints\\[1\\] repeats step 1"):
+        import_results(_json(tmp_path, doc, "x_agg.json"), tmp_path / "s.duckdb")
+    doc = {"checkpoints": [1, None], "results": {"arc": {"acc": [0.1, 0.2]}}}
+    with pytest.raises(ImportFormatError, match="checkpoints\\[1\\]: a value is required"):
+        import_results(_json(tmp_path, doc, "x_agg.json"), tmp_path / "s.duckdb")
     doc = {"checkpoints": [1, 2], "tokens": [1, -5], "results": {"arc": {"acc": [0.1, 0.2]}}}
     with pytest.raises(ImportFormatError, match="tokens\\[1\\]: -5 is out of range"):
         import_results(_json(tmp_path, doc, "x_agg.json"), tmp_path / "s.duckdb")

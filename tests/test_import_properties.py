@@ -297,3 +297,61 @@ def test_tokens_per_step_text(text):
                 run, _, n = part.partition("=")
                 assert out[run.strip()] == int(n) or run.strip() in out
         assert all(0 < v <= MAX for v in out.values())
+
+
+# -- columnar aggregate JSON: any value at any key -------------------------------------------------
+
+COLUMNAR = {
+    "tokens": [1000, 2000, 3000],
+    "checkpoints": [1, 2, 3],
+    "results": {"arc_easy": {"acc": [0.1, 0.2, 0.3], "acc_stderr": [0.01, 0.02, 0.03]}},
+}
+COLUMNAR_PATHS = [
+    "tokens",
+    "checkpoints",
+    "results",
+    "results.arc_easy",
+    "results.arc_easy.acc",
+    "results.arc_easy.acc_stderr",
+    "num_fewshot",
+]
+LIST_OF_3 = st.lists(
+    st.one_of(st.integers(0, 10**6), st.floats(0, 1), st.none(), st.just("global_step7"), JSON),
+    min_size=3,
+    max_size=3,
+)
+
+
+@SETTINGS
+@given(
+    changes=st.lists(
+        st.tuples(st.sampled_from(COLUMNAR_PATHS), st.one_of(JSON, LIST_OF_3)),
+        min_size=1,
+        max_size=2,
+    )
+)
+def test_columnar_any_value_anywhere(changes):
+    doc = copy.deepcopy(COLUMNAR)
+    for path, value in changes:
+        _set(doc, path, value)
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "run-a_agg.json"
+        f.write_text(json.dumps(doc))
+        store = ResultsStore(Path(tmp) / "s.duckdb")
+        try:
+            import_results(f, store, progress=False)
+        except CkptError:
+            event("refused")
+            assert len(store) == 0
+            return
+        df = store.to_pandas()
+    event(f"imported {len(df)} rows")
+    steps = [
+        int(c.removeprefix("global_step")) if isinstance(c, str) else _as_whole(c)
+        for c in doc["checkpoints"]
+    ]
+    for row in df.itertuples():
+        i = steps.index(row.step)
+        assert row.run == "run-a" and row.value == float(doc["results"][row.task][row.metric][i])
+        tok = doc["tokens"][i] if isinstance(doc.get("tokens"), list) else None
+        assert (row.tokens == _as_whole(tok)) if tok is not None else pd.isna(row.tokens)

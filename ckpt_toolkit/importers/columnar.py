@@ -44,13 +44,13 @@ def run_from_filename(path: Path) -> str:
     return _RUN_SUFFIX_RE.sub("", path.stem) or path.stem
 
 
-def _step_of(value: Any, where: str) -> int | None:
+def _step_of(value: Any, where: str) -> int:
     if isinstance(value, str) and not value.strip().lstrip("+").isdigit():
         step = parse_step(value.replace("global_step", "step"))
         if step is None:
             raise ImportFormatError(f"{where}: {value!r} names no step (use N or global_stepN)")
         return checked_int(step, where)
-    return checked_int(value, where)
+    return checked_int(value, where, allow_none=False)
 
 
 def parse_columnar(
@@ -71,6 +71,14 @@ def parse_columnar(
         raise ImportFormatError(f"{path}: 'checkpoints' must be a non-empty list of steps")
     steps = [_step_of(c, f"{path}: checkpoints[{i}]") for i, c in enumerate(cks)]
     n = len(steps)
+    first: dict[int, int] = {}
+    for i, st in enumerate(steps):
+        if st in first:
+            raise ImportFormatError(
+                f"{path}: checkpoints[{i}] repeats step {st} of checkpoints[{first[st]}]; "
+                "each list entry must be a different checkpoint"
+            )
+        first[st] = i
     raw_tokens = data.get("tokens")
     if raw_tokens is None:
         raw_tokens = [None] * n
