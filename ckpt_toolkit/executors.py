@@ -41,7 +41,7 @@ from .threads import LoadMonitor, apply_threads, current_threads, parse_threads,
 
 Rows = list[dict[str, Any]]
 
-#: executor names accepted by :func:`get_executor` (and ``--executor``)
+#: executor names accepted by :func:`ckpt_toolkit.sweep.get_executor` (and ``--executor``)
 EXECUTORS = ("local", "processes", "ray")
 
 
@@ -242,7 +242,7 @@ def validate_executor(
     """
     if name not in EXECUTORS:
         raise ParameterError(f"--executor: unknown executor {name!r}; choose one of {EXECUTORS}")
-    opts = options if isinstance(options, ExecutorOptions) else _options(options or {})[0]
+    opts = options if isinstance(options, ExecutorOptions) else split_options(options or {})[0]
     wrong = sorted(k for k in NOT_FOR[name] if getattr(opts, k) is not None)
     if wrong:
         flags = ", ".join(_flag(k) for k in wrong)
@@ -251,7 +251,7 @@ def validate_executor(
     return opts
 
 
-def _options(raw: dict[str, Any]) -> tuple[ExecutorOptions, dict[str, Any]]:
+def split_options(raw: dict[str, Any]) -> tuple[ExecutorOptions, dict[str, Any]]:
     """Split keyword options into :class:`ExecutorOptions` and the rest (None = not given)."""
     raw = {k: v for k, v in raw.items() if v is not None}
     names = ExecutorOptions.names()
@@ -430,31 +430,3 @@ class LocalExecutor(Executor):
             if before is not None and now is not None and now != before:
                 apply_threads(before)
         return report
-
-
-def get_executor(name: str = "local", **options: Any) -> Executor:
-    """Build the ``local`` (default), ``processes`` or ``ray`` executor.
-
-    Options: every :class:`ExecutorOptions` field (``max_retries``, ``timeout``, ``num_cpus``,
-    ``num_gpus``, ``memory``, ``address``, ``threads``, ``workers``), ``progress`` and ``desc``;
-    for ``ray`` also ``init_kwargs`` and ``check_resources``. ``None`` counts as not given (CLIs
-    pass their flags through unchanged); an option an executor cannot honour is an error.
-    """
-    progress = options.pop("progress", True)
-    desc = options.pop("desc", "sweep")
-    opts, rest = _options(options)
-    validate_executor(name, opts)
-    extras = RAY_EXTRAS if name == "ray" else ()
-    unknown = sorted(k for k in rest if k not in extras)
-    if unknown:
-        known = sorted(ExecutorOptions.names() + ("progress", "desc") + extras)
-        raise ParameterError(f"unknown {name} executor option(s) {unknown}; known: {known}")
-    if name == "local":
-        return LocalExecutor(progress=progress, desc=desc, options=opts)
-    if name == "processes":
-        from .process_executor import ProcessExecutor
-
-        return ProcessExecutor(progress=progress, desc=desc, options=opts)
-    from .ray_executor import RayExecutor
-
-    return RayExecutor(progress=progress, desc=desc, options=opts, **rest)

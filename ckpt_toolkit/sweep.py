@@ -15,12 +15,49 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .errors import ParameterError
-from .executors import Executor, ExecutorOptions, SweepReport, WorkUnit, get_executor
+from .executors import (
+    RAY_EXTRAS,
+    Executor,
+    ExecutorOptions,
+    LocalExecutor,
+    SweepReport,
+    WorkUnit,
+    split_options,
+    validate_executor,
+)
 
 R = TypeVar("R", bound=SweepReport)
 
 #: ``write(unit, rows)`` stores a finished unit's rows and returns how many it wrote (or None)
 Writer = Callable[[WorkUnit, Any], "int | None"]
+
+
+def get_executor(name: str = "local", **options: Any) -> Executor:
+    """Build the ``local`` (default), ``processes`` or ``ray`` executor.
+
+    Options: every :class:`ExecutorOptions` field (``max_retries``, ``timeout``, ``num_cpus``,
+    ``num_gpus``, ``memory``, ``address``, ``threads``, ``workers``), ``progress`` and ``desc``;
+    for ``ray`` also ``init_kwargs`` and ``check_resources``. ``None`` counts as not given (CLIs
+    pass their flags through unchanged); an option an executor cannot honour is an error.
+    """
+    progress = options.pop("progress", True)
+    desc = options.pop("desc", "sweep")
+    opts, rest = split_options(options)
+    validate_executor(name, opts)
+    extras = RAY_EXTRAS if name == "ray" else ()
+    unknown = sorted(k for k in rest if k not in extras)
+    if unknown:
+        known = sorted(ExecutorOptions.names() + ("progress", "desc") + extras)
+        raise ParameterError(f"unknown {name} executor option(s) {unknown}; known: {known}")
+    if name == "local":
+        return LocalExecutor(progress=progress, desc=desc, options=opts)
+    if name == "processes":
+        from .process_executor import ProcessExecutor
+
+        return ProcessExecutor(progress=progress, desc=desc, options=opts)
+    from .ray_executor import RayExecutor
+
+    return RayExecutor(progress=progress, desc=desc, options=opts, **rest)
 
 
 def plan_executor(

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from ckpt_toolkit.errors import ParameterError
-from ckpt_toolkit.executors import LocalExecutor, SweepReport, WorkUnit, get_executor
+from ckpt_toolkit.executors import LocalExecutor, SweepReport, WorkUnit
+from ckpt_toolkit.sweep import get_executor
 
 
 def _flaky(path: str, fail_times: int) -> list[dict]:

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from ckpt_toolkit.errors import ParameterError
-from ckpt_toolkit.executors import LocalExecutor, WorkUnit, get_executor
+from ckpt_toolkit.executors import LocalExecutor, WorkUnit
 from ckpt_toolkit.store import ResultsStore
+from ckpt_toolkit.sweep import get_executor
 
 ray = pytest.importorskip("ray")
 
