@@ -175,9 +175,11 @@ def parse_tidy(
     keep = np.isfinite(value.to_numpy())
     if not keep.all():
         bad = np.flatnonzero(~keep)
+        cell = df["value"].iloc[int(bad[0])]
+        shown = "empty" if pd.isna(cell) else repr(cell.item() if hasattr(cell, "item") else cell)
         report.skip(
             path,
-            f"{row_label(path, int(bad[0]))} value {df['value'].iloc[int(bad[0])]!r}",
+            f"{row_label(path, int(bad[0]))} value {shown}",
             "NaN, empty or non-numeric value",
             count=len(bad),
         )
