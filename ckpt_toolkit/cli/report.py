@@ -41,13 +41,29 @@ def register(app: typer.Typer) -> None:
         kernel: str | None = typer.Option(
             None, "--kernel", help="Jupyter kernel (default: ckpt-toolkit, else python3)."
         ),
+        jobs: int | None = typer.Option(
+            None,
+            "--jobs",
+            "-j",
+            help="Notebooks executed at once, each in its own kernel (default: one per usable "
+            "core).",
+        ),
+        force: bool = typer.Option(
+            False,
+            "--force",
+            help="Execute every notebook and recompute the cached analyses, even when the "
+            "store, notebook and parameters are unchanged since the last run.",
+        ),
         list_params: bool = typer.Option(
             False, "--list-params", help="Show each notebook's parameters and exit."
         ),
     ) -> None:
         """Execute report notebooks on a results store; write DIR/<name>.ipynb, .html, index.html.
 
-        Exits with status 1 when any notebook failed (the others are still rendered).
+        Analyses are computed once per store content and kept beside the store
+        (<store>.cache/); a report whose store rows, notebook and parameters have not changed
+        since its last run in DIR is not executed again ("unchanged"). Exits with status 1
+        when any notebook failed (the others are still rendered).
         """
         from ..reports import declared_parameters, notebooks_dir, run_reports
         from ..reports.runner import _resolve_names
@@ -70,6 +86,8 @@ def register(app: typer.Typer) -> None:
             progress=True,
             notebooks=notebooks,
             kernel=kernel,
+            jobs=jobs,
+            force=force,
         )
         typer.echo(f"index: {Path(out) / 'index.html'}")
         if not all(r.ok for r in results):

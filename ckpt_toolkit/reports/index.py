@@ -26,7 +26,7 @@ table { border-collapse: collapse; width: 100%; font-size: 14px; }
 th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid #ddd; vertical-align: top; }
 th { background: #f0f0f0; }
 td.params { font-family: ui-monospace, monospace; font-size: 12px; color: #333; }
-.ok { color: #1a7f37; font-weight: 600; }
+.ok, .unchanged { color: #1a7f37; font-weight: 600; }
 .failed { color: #c62828; font-weight: 600; }
 td.err { color: #c62828; font-size: 12px; }
 """
@@ -34,12 +34,21 @@ td.err { color: #c62828; font-size: 12px; }
 
 def _entry(r: Any) -> dict[str, Any]:
     d = r.to_dict() if hasattr(r, "to_dict") else dict(r)
+    extra = d.get("extra") or {}
+    seconds = d.get("seconds")
+    if d["status"] == "unchanged" and extra.get("rendered_seconds") is not None:
+        seconds = extra["rendered_seconds"]  # what rendering it took, not the skip
     return {
         "report": d["report"],
         "name": d["name"],
         "params": d.get("params") or {},
         "status": d["status"],
-        "seconds": d.get("seconds"),
+        "seconds": seconds,
+        # what the report was computed from (runner.inputs_hash): a re-run with equal inputs
+        # is skipped; the stage timings of its last execution
+        "inputs": extra.get("inputs", d.get("inputs")),
+        "execute_s": extra.get("execute_s", d.get("execute_s")),
+        "export_s": extra.get("export_s", d.get("export_s")),
         "notebook": d.get("notebook"),
         "html": d.get("html"),
         "error": d.get("error", ""),
@@ -108,7 +117,7 @@ def write_index(out_dir: str | Path, results: Sequence[Any], *, merge: bool = Tr
             f'<td class="err">{html.escape(e.get("error") or "")}</td>'
             "</tr>"
         )
-    n_ok = sum(e["status"] == "ok" for e in entries)
+    n_ok = sum(e["status"] in ("ok", "unchanged") for e in entries)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">

@@ -9,18 +9,20 @@ it, error included), is recorded as failed, and the batch goes on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..errors import CkptError, ParameterError, StoreError
+from .cache import CACHE_ENV
 from .params import declared_parameters, expand_grid, slug, validate_params
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ class ReportResult:
     report: str
     name: str
     params: dict[str, Any]
-    status: str  # "ok" | "failed"
+    status: str  # "ok" | "failed" | "unchanged" (same inputs as the last run: not re-executed)
     seconds: float
     notebook: Path
     html: Path | None
@@ -54,8 +56,8 @@ class ReportResult:
 
     @property
     def ok(self) -> bool:
-        """True when the notebook executed without error."""
-        return self.status == "ok"
+        """True when the notebook executed without error (or is unchanged since it did)."""
+        return self.status in ("ok", "unchanged")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (paths as text)."""
@@ -175,6 +177,8 @@ def run_reports(
     notebooks: str | Path | None = None,
     kernel: str | None = None,
     index: bool = True,
+    jobs: int | None = None,
+    force: bool = False,
 ) -> list[ReportResult]:
     """Execute report notebooks on ``store`` and write ``.ipynb`` + ``.html`` into ``out_dir``.
 
@@ -184,11 +188,20 @@ def run_reports(
     ``timeout``: seconds per notebook (all its cells together). Every parameter is validated
     against the notebook's declared ones before anything runs (:class:`ParameterError`).
     Failing notebooks are recorded and the batch goes on; ``index`` writes ``index.html``.
+
+    ``jobs``: notebooks executed at once, each in its own process and kernel (default: one per
+    usable core, see :func:`_workers`). A report whose inputs (:func:`inputs_hash`: notebook,
+    parameters, store content, toolkit code) equal those of its last run in ``out_dir`` and
+    whose files are still there is not executed again: its status is ``unchanged``.
+    ``force`` executes every notebook and recomputes the cached analyses
+    (:mod:`ckpt_toolkit.reports.cache`).
     """
     from tqdm.auto import tqdm
 
     if store is not None and not Path(store).is_file():
         raise StoreError(f"results store not found: {store}")
+    if jobs is not None:
+        _workers(jobs, 1)  # a bad --jobs fails before anything runs
     nb_dir = notebooks_dir(notebooks)
     selected = _resolve_names(names, nb_dir)
     declared = {n: declared_parameters(nb_dir / f"{n}.ipynb") for n in selected}
@@ -203,7 +216,7 @@ def run_reports(
     sets = expand_grid(_load(grid, "grid"), "grid")
     varying = [k for k in dict.fromkeys(k for s in sets for k in s)] if len(sets) > 1 else []
 
-    jobs: list[tuple[str, dict[str, Any], str]] = []
+    plan: list[tuple[str, dict[str, Any], str]] = []
     for n in selected:
         for s in sets:
             p = dict(per[n])
@@ -223,9 +236,9 @@ def run_reports(
             validate_params(nb_dir / f"{n}.ipynb", p, declared[n])
             keys = [k for k in varying if k in declared[n]]
             name = f"{n}__{slug(p, keys)}" if keys else n
-            jobs.append((n, p, name))
+            plan.append((n, p, name))
     seen: set[str] = set()
-    for _, _, name in jobs:
+    for _, _, name in plan:
         if name in seen:
             raise ParameterError(f"two parameter sets give the same output name {name!r}")
         seen.add(name)
@@ -233,19 +246,216 @@ def run_reports(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     kernel_name = kernel or choose_kernel()
-    results = []
-    bar = tqdm(jobs, desc="reports", unit="nb", disable=not progress)
-    for report, p, name in bar:
-        bar.set_postfix_str(name)
-        results.append(
-            run_one(nb_dir / f"{report}.ipynb", out, name, p, kernel_name, timeout, include_code)
-        )
+    previous = _previous_entries(out)
+    digest = _store_digest(store)
+    results: dict[int, ReportResult] = {}
+    todo: list[tuple[int, str, dict[str, Any], str, str | None]] = []
+    for i, (report, p, name) in enumerate(plan):
+        nb_path = nb_dir / f"{report}.ipynb"
+        h = inputs_hash(nb_path, p, digest, include_code) if digest is not None else None
+        same = None if force or h is None else _unchanged(previous.get(name), h, report, p)
+        if same is not None:
+            results[i] = same
+        else:
+            todo.append((i, report, p, name, h))
+    workers = _workers(jobs, len(todo))
+    cache_env = {CACHE_ENV: "refresh"} if force else {}
+    bar = tqdm(total=len(plan), desc="reports", unit="nb", disable=not progress)
+    bar.update(len(results))
+    if workers <= 1:
+        with _environ(cache_env):
+            for i, report, p, name, h in todo:
+                bar.set_postfix_str(name)
+                results[i] = run_one(
+                    nb_dir / f"{report}.ipynb", out, name, p, kernel_name, timeout, include_code
+                )
+                results[i].extra["inputs"] = h
+                bar.update(1)
+    else:
+        results.update(
+            _run_parallel(
+                todo, nb_dir, out, kernel_name, timeout, include_code, workers, cache_env,
+                previous, bar,
+            )
+        )  # fmt: skip
+    bar.close()
+    ordered = [results[i] for i in range(len(plan))]
     if index:
         from .index import write_index
 
-        write_index(out, results)
+        write_index(out, ordered)
     if progress:
-        print(summary(results), file=sys.stderr)
+        print(summary(ordered), file=sys.stderr)
+    return ordered
+
+
+# -- skipping unchanged reports ---------------------------------------------------------------
+def _store_digest(store: str | Path | None) -> str | None:
+    """The store's content hash, or ``None`` (no store, or not readable as one: never skip)."""
+    if store is None:
+        return None
+    from .cache import store_digest
+
+    try:
+        return store_digest(store).total
+    except Exception as exc:  # noqa: BLE001 - only the skipping is lost; the notebook reports
+        log.debug("no content digest of %s (%s): every report runs", store, exc)
+        return None
+
+
+def inputs_hash(
+    notebook: Path, params: Mapping[str, Any], store_digest: str, include_code: bool = False
+) -> str:
+    """What one report depends on: the notebook file, its parameters (and the content of any
+    file a ``*_path`` parameter names, the store excepted), the store's content and the
+    toolkit's code. Equal hashes give equal reports."""
+    import hashlib
+
+    from .cache import code_digest, file_digest
+
+    files = {
+        k: file_digest(v)
+        for k, v in sorted(params.items())
+        if k.endswith("_path") and k != "store_path" and isinstance(v, str) and v
+    }
+    doc = {
+        "notebook": hashlib.sha256(notebook.read_bytes()).hexdigest(),
+        "params": params,
+        "files": files,
+        "store": store_digest,
+        "code": code_digest(),
+        "include_code": include_code,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _previous_entries(out: Path) -> dict[str, dict[str, Any]]:
+    try:
+        old = json.loads((out / "index.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return (
+        {e["name"]: e for e in old if isinstance(e, dict) and "name" in e}
+        if isinstance(old, list)
+        else {}
+    )
+
+
+def _unchanged(
+    entry: Mapping[str, Any] | None, h: str, report: str, params: dict[str, Any]
+) -> ReportResult | None:
+    """A result for a report whose last run had the same inputs and left its files, else
+    ``None``."""
+    if not entry or entry.get("inputs") != h or entry.get("status") not in ("ok", "unchanged"):
+        return None
+    html, nb = entry.get("html"), entry.get("notebook")
+    if not html or not nb or not Path(html).is_file() or not Path(nb).is_file():
+        return None
+    return ReportResult(
+        report=report,
+        name=entry["name"],
+        params=params,
+        status="unchanged",
+        seconds=0.0,
+        notebook=Path(nb),
+        html=Path(html),
+        finished=entry.get("finished", ""),
+        extra={
+            "inputs": h,
+            "rendered_seconds": entry.get("seconds"),
+            "execute_s": entry.get("execute_s"),
+            "export_s": entry.get("export_s"),
+        },
+    )
+
+
+# -- running several notebooks at once ---------------------------------------------------------
+def _workers(requested: int | None, n_todo: int) -> int:
+    """Notebooks run at once: ``requested``, else one per usable core (affinity and cgroup
+    quota), never more than there are notebooks."""
+    if requested is not None:
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+            raise ParameterError(f"--jobs must be a positive integer, got {requested!r}")
+        return max(1, min(requested, n_todo))
+    from ..threads import usable_cores
+
+    return max(1, min(usable_cores(), n_todo))
+
+
+#: Which default reports usually take longest (started first when no earlier run says).
+_COST_HINT = {"proxies": 3, "dynamics": 2, "overview": 1}
+#: Thread variables set in each kernel when notebooks run side by side (cores / workers each).
+KERNEL_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables (inherited by the kernels started inside), then restore."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _worker_init(env: Mapping[str, str]) -> None:
+    os.environ.update(env)
+
+
+def _run_parallel(
+    todo: list[tuple[int, str, dict[str, Any], str, str | None]],
+    nb_dir: Path,
+    out: Path,
+    kernel_name: str,
+    timeout: float,
+    include_code: bool,
+    workers: int,
+    cache_env: Mapping[str, str],
+    previous: Mapping[str, Mapping[str, Any]],
+    bar: Any,
+) -> dict[int, ReportResult]:
+    """Run notebooks in ``workers`` spawned processes (each starts its own kernel); the ones
+    that took longest last time start first. A worker that dies is recorded as a failure."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from ..threads import usable_cores
+
+    threads = str(max(1, usable_cores() // workers))
+    env = {**{v: threads for v in KERNEL_THREAD_VARS}, **cache_env}
+    last = {name: float(e.get("seconds") or 0.0) for name, e in previous.items()}
+    order = sorted(todo, key=lambda t: (-last.get(t[3], 0.0), -_COST_HINT.get(t[1], 0)))
+    results: dict[int, ReportResult] = {}
+    with ProcessPoolExecutor(
+        workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(env,)
+    ) as pool:
+        futures = {
+            pool.submit(
+                run_one, nb_dir / f"{report}.ipynb", out, name, p, kernel_name, timeout,
+                include_code,
+            ): (i, report, p, name, h)
+            for i, report, p, name, h in order
+        }  # fmt: skip
+        for fut in as_completed(futures):
+            i, report, p, name, h = futures[fut]
+            try:
+                res = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a dead worker fails its notebook only
+                res = ReportResult(
+                    report=report, name=name, params=p, status="failed", seconds=0.0,
+                    notebook=out / f"{name}.ipynb", html=None,
+                    error=f"report worker died: {type(exc).__name__}: {exc}", kernel=kernel_name,
+                    finished=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+                )  # fmt: skip
+            res.extra["inputs"] = h
+            results[i] = res
+            bar.set_postfix_str(name)
+            bar.update(1)
     return results
 
 
@@ -288,7 +498,7 @@ def run_one(
     except Exception as exc:  # noqa: BLE001 - any failure is recorded; the batch goes on
         status = "failed"
         error = _describe(exc, timeout, time.monotonic() - t0)
-    seconds = time.monotonic() - t0
+    executed = time.monotonic()
     html = None
     footer = f"{name} · parameters: {json.dumps(params, default=str)} · status: {status}"
     if out_nb.exists():
@@ -296,6 +506,7 @@ def run_one(
             html = notebook_to_html(out_nb, include_code=include_code, footer=footer)
         except Exception as exc:  # noqa: BLE001
             status, error = "failed", error or f"HTML export failed: {exc}"
+    seconds = time.monotonic() - t0
     return ReportResult(
         report=notebook.stem,
         name=name,
@@ -307,6 +518,10 @@ def run_one(
         error=error,
         kernel=kernel_name,
         finished=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        extra={
+            "execute_s": round(executed - t0, 2),  # kernel start + cells + shutdown
+            "export_s": round(time.monotonic() - executed, 2),  # HTML export
+        },
     )
 
 
@@ -327,7 +542,13 @@ def summary(results: Sequence[ReportResult]) -> str:
     for r in results:
         mark = "ok  " if r.ok else "FAIL"
         tail = f"  {r.error}" if r.error else ""
+        if r.status == "unchanged":
+            tail = f"  unchanged (store, notebook and parameters as at {r.finished or 'last run'})"
         lines.append(f"  {mark} {r.name:<40} {r.seconds:7.1f} s{tail}")
     n_ok = sum(r.ok for r in results)
-    lines.append(f"{n_ok}/{len(results)} reports ok")
+    n_same = sum(r.status == "unchanged" for r in results)
+    lines.append(
+        f"{n_ok}/{len(results)} reports ok"
+        + (f" ({n_same} unchanged, not re-run)" if n_same else "")
+    )
     return "\n".join(lines)
