@@ -132,7 +132,8 @@ def test_unknown_kernel_falls_back_to_python3(capsys):
 
 @pytest.fixture(scope="module")
 def batch(nb_dir, store, tmp_path_factory):
-    """One batch over a grid: a good set, a failing one, one that runs past the timeout."""
+    """One batch over a grid: a good set, a failing one, one that runs past the timeout; two
+    notebooks at a time (worker processes), results in the grid's order."""
     out = tmp_path_factory.mktemp("out")
     grid = [
         {"mode": "ok", "n": 4, "names": ["<b>bold</b>"]},
@@ -140,7 +141,7 @@ def batch(nb_dir, store, tmp_path_factory):
         {"mode": "sleep", "n": 2},
     ]
     results = run_reports(
-        ["tiny"], store, out, grid=grid, notebooks=nb_dir, timeout=12, progress=True
+        ["tiny"], store, out, grid=grid, notebooks=nb_dir, timeout=12, progress=True, jobs=2
     )
     return out, results
 
@@ -264,3 +265,48 @@ def test_cli_reports_bad_parameter(nb_dir, store, tmp_path, capsys):
     rc = main(["report", "tiny", "--notebooks", str(nb_dir), "--list-params"])
     assert rc == 0
     assert "n: int = 3  # number of squares" in capsys.readouterr().out
+
+
+# -- second runs: unchanged reports are not executed again ---------------------------------------
+def _store_with_rows(path: Path, n: int) -> Path:
+    from ckpt_toolkit.store import ResultsStore
+
+    rows = [
+        {"checkpoint": f"r@{i}", "probe": "p", "task": "t", "metric": "m", "value": float(i)}
+        for i in range(n)
+    ]
+    ResultsStore(path).upsert(rows)
+    return path
+
+
+def test_second_run_skips_unchanged_and_new_row_reruns(nb_dir, tmp_path, capsys):
+    from ckpt_toolkit.reports import summary
+
+    store = _store_with_rows(tmp_path / "rows.duckdb", 3)
+    out = tmp_path / "out"
+    kw = dict(notebooks=nb_dir, progress=False, params={"n": 2})
+    (first,) = run_reports(["tiny"], store, out, **kw)
+    assert first.status == "ok" and first.extra["inputs"]
+    stamp = first.notebook.stat().st_mtime_ns, first.html.stat().st_mtime_ns
+    (second,) = run_reports(["tiny"], store, out, **kw)
+    assert second.status == "unchanged" and second.ok
+    assert (second.notebook.stat().st_mtime_ns, second.html.stat().st_mtime_ns) == stamp
+    assert "unchanged" in summary([second]) and "1/1 reports ok (1 unchanged" in summary([second])
+    entry = json.loads((out / "index.json").read_text())[0]
+    assert entry["status"] == "unchanged" and entry["seconds"] == first.seconds
+    # other parameters, a new row, or --force: executed again
+    (third,) = run_reports(["tiny"], store, out, notebooks=nb_dir, progress=False, params={"n": 3})
+    assert third.status == "ok"
+    _store_with_rows(store, 4)  # one new row
+    (fourth,) = run_reports(["tiny"], store, out, **kw)
+    assert fourth.status == "ok"
+    assert run_reports(["tiny"], store, out, **kw)[0].status == "unchanged"
+    assert run_reports(["tiny"], store, out, force=True, **kw)[0].status == "ok"
+    fourth.html.unlink()  # a missing output is rendered again
+    assert run_reports(["tiny"], store, out, **kw)[0].status == "ok"
+
+
+def test_jobs_option_is_validated_before_running(nb_dir, store, tmp_path):
+    with pytest.raises(ParameterError, match="--jobs must be a positive integer"):
+        run_reports(["tiny"], store, tmp_path, notebooks=nb_dir, progress=False, jobs=0)
+    assert not list(tmp_path.glob("*.ipynb"))
