@@ -138,6 +138,31 @@ def _int_column(frame: pd.DataFrame, col: str) -> pd.Series:
     return s.astype("Int64")
 
 
+def _text(s: pd.Series) -> pd.Series:
+    """Text with missing values as "" — categories and string dtypes stay as they are (no
+    per-row Python strings are made)."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        if s.isna().any():
+            if "" not in s.cat.categories:
+                s = s.cat.add_categories([""])
+            s = s.fillna("")
+        return s
+    if s.dtype == object:
+        return s.fillna("").astype(str)
+    return s.fillna("")
+
+
+def compact_text_columns(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Turn repetitive text ``columns`` (provenance, task, metric, ...) into categories, in
+    place: Arrow then carries each distinct string once (a dictionary) instead of once per
+    row. Returns ``frame``."""
+    for c in columns:
+        if c in frame.columns and not isinstance(frame[c].dtype, pd.CategoricalDtype):
+            if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c].dtype):
+                frame[c] = frame[c].astype("category")
+    return frame
+
+
 def normalize_frame(
     frame: pd.DataFrame,
     columns: tuple[str, ...],
@@ -155,9 +180,7 @@ def normalize_frame(
     for c in columns:
         out[c] = frame[c] if c in frame.columns else pd.Series([None] * n, index=frame.index)
     for col in required:
-        miss = out[col].isna()
-        if out[col].dtype == object:
-            miss |= out[col].astype(str) == ""
+        miss = out[col].isna() | out[col].isin([""])
         if miss.any():
             i = int(np.flatnonzero(miss.to_numpy())[0])
             raise StoreError(f"row {i}: required column '{col}' is missing")
@@ -172,12 +195,16 @@ def normalize_frame(
     out["value"] = value
     se = pd.to_numeric(out["stderr"], errors="coerce").astype("float64")
     out["stderr"] = se.where(np.isfinite(se.to_numpy()))
-    out["task"] = out["task"].fillna("").astype(str)
+    out["task"] = _text(out["task"])
     out["shots"] = pd.to_numeric(out["shots"].fillna(0)).astype("int64")
-    out["spec_hash"] = out["spec_hash"].fillna("").astype(str)
+    out["spec_hash"] = _text(out["spec_hash"])
     for col in _INT_COLS:
         out[col] = _int_column(out, col)
-    out["toolkit_version"] = out["toolkit_version"].fillna(__version__)
+    version = out["toolkit_version"]
+    if version.isna().all():  # one shared category: no per-row string reaches Arrow
+        codes = np.zeros(n, dtype=np.int8)
+        version = pd.Series(pd.Categorical.from_codes(codes, [__version__]), index=out.index)
+    out["toolkit_version"] = version.fillna(__version__)
     out["created_at"] = pd.to_datetime(out["created_at"].fillna(now))
     dup = out.duplicated(list(key), keep=False)
     if dup.any():

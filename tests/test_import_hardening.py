@@ -240,3 +240,18 @@ def test_rule_stderr_template(tmp_path):
     row = s.to_pandas().iloc[0]
     assert (row["task"], row["value"], row["stderr"]) == ("arc", 0.5, 0.02)
     assert rep.n_skipped == 0  # the stderr column is used, not reported as unmatched
+
+
+def test_rule_with_null_shots_uses_the_mapping_default(tmp_path):
+    # found by the property tests: `shots: null` on a rule used to fail inside pandas
+    f = tmp_path / "w.csv"
+    f.write_text("model,step,arc_acc\nm,1,0.5\n")
+    m = {
+        "run": "model",
+        "step": "step",
+        "shots": 3,
+        "columns": [{"match": "(?P<task>.+)_acc", "shots": None}],
+    }
+    s = ResultsStore(tmp_path / "s.duckdb")
+    import_csv(f, s, mapping=m)
+    assert s.to_pandas()["shots"].tolist() == [3]

@@ -10,8 +10,11 @@ from typing import Any
 import pandas as pd
 
 from ..store import KEY, ResultsStore
-from ..store_bulk import merge_checkpoint_row
+from ..store_bulk import compact_text_columns, merge_checkpoint_row
 from .common import ImportReport
+
+#: Repetitive text columns, stored once per distinct value on their way to the store.
+COMPACT = ("run", "checkpoint", "probe", "task", "capability", "metric", "spec_hash", "provenance")
 
 
 class ImportBatch:
@@ -47,6 +50,7 @@ class ImportBatch:
             frame = pd.concat(self.frames, ignore_index=True) if self.frames else pd.DataFrame()
             self.frames.clear()
         if not frame.empty:
+            compact_text_columns(frame, COMPACT)
             frame["shots"] = frame["shots"].astype("int64")
             dup = frame.duplicated(list(KEY), keep="last")
             if dup.any():

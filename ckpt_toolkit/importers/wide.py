@@ -355,9 +355,9 @@ def parse_wide(
         if not keep.any():
             continue
         loss = bool(spec.get("loss"))
-        shots = checked_int(
-            spec.get("shots", mapping.get("shots", 0)), f"{path}: column {col}: shots"
-        )
+        shots = checked_int(spec.get("shots"), f"{path}: column {col}: shots")
+        if shots is None:  # no shots in the rule (or an explicit null): the mapping's default
+            shots = mapping.get("shots") or 0
         chunk = ident[keep].copy()
         chunk["task"] = str(spec["task"])
         chunk["metric"] = str(spec.get("metric") or ("ce_loss" if loss else "acc"))
