@@ -13,6 +13,7 @@ All rows of one call are written in one transaction (re-importing replaces them)
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,6 +54,101 @@ def find_files(path: Path, fmt: Format, mapping: dict[str, Any] | None) -> list[
     return files
 
 
+@dataclass
+class _Import:
+    """What every file of one import shares."""
+
+    tax: Taxonomy
+    report: ImportReport
+    batch: ImportBatch
+    run: str | None
+    tps: TokensPerStep
+    mapping: dict[str, Any] | None
+    single: bool
+    unmatched: set[str] = field(default_factory=set)
+
+
+def _import_json(f: Path, ctx: _Import) -> None:
+    """One JSON file: columnar aggregate or lm-eval (a folder's other JSON files are skipped)."""
+    source = str(f.resolve())
+    data = load_json(f)
+    if is_columnar(data):
+        rows, metas = parse_columnar(
+            data, f, ctx.tax, ctx.report, run=ctx.run, tokens_per_step=ctx.tps, source=source
+        )
+        ctx.report.add_file(f, "columnar")
+    elif ctx.single or (isinstance(data, dict) and "results" in data):
+        rows, meta = parse_lm_eval(
+            data,
+            f,
+            taxonomy=ctx.tax,
+            run=ctx.run,
+            tokens_per_step=ctx.tps,
+            report=ctx.report,
+            source=source,
+        )
+        metas = [meta]
+        ctx.report.add_file(f, "lm-eval")
+    else:
+        ctx.report.skip(f, f.name, "JSON without 'results' (not a results file)")
+        return
+    ctx.batch.add_rows(rows, f)
+    for meta in metas:
+        ctx.batch.add_meta(meta)
+
+
+def _import_table(f: Path, ctx: _Import) -> None:
+    """One CSV/TSV/Parquet file: wide (with a mapping that has columns) or tidy."""
+    m, source = ctx.mapping, str(f.resolve())
+    text_cols = TEXT_COLUMNS + (id_columns(m, ("run", "checkpoint")) if m else ())
+    int_cols = INT_COLUMNS + (id_columns(m, ("step", "tokens", "params")) if m else ())
+    df = read_table(f, text_cols, int_cols)
+    if m is not None and m.get("columns") is not None:
+        try:
+            frame, metas = parse_wide(
+                df,
+                f,
+                m,
+                ctx.tax,
+                ctx.report,
+                tokens_per_step=ctx.tps,
+                run=ctx.run,
+                unmatched=ctx.unmatched,
+                source=source,
+            )
+        except FileNotMatched:
+            if ctx.single:
+                raise ImportFormatError(
+                    f"{f}: the file name does not match the mapping's filename pattern "
+                    f"{m['filename'].pattern!r}"
+                ) from None
+            ctx.report.skip(f, f.name, "file name does not match the mapping's filename")
+            return
+        ctx.report.add_file(f, "wide")
+    elif is_tidy(df.columns):
+        frame, metas = parse_tidy(
+            df,
+            f,
+            ctx.tax,
+            ctx.report,
+            tokens_per_step=ctx.tps,
+            default_shots=(m or {}).get("shots", 0) or 0,
+            source=source,
+        )
+        if ctx.run is not None:
+            ctx.report.warn(f"--run is ignored for the tidy table {f} (it has a run column)")
+        ctx.report.add_file(f, "tidy")
+    else:
+        raise ImportFormatError(
+            f"{f}: not a tidy table (needs columns task, metric, value and run or "
+            f"checkpoint; it has {list(df.columns)[:12]}); a wide table needs --mapping"
+        )
+    del df
+    ctx.batch.add_frame(frame, f)
+    for meta in metas:
+        ctx.batch.add_meta(meta)
+
+
 def import_results(
     path: str | Path | Iterable[str | Path],
     store: ResultsStore | str | Path,
@@ -68,112 +164,39 @@ def import_results(
 
     ``mapping`` (YAML path or dict) describes wide tables; ``run`` overrides the run name;
     ``tokens_per_step`` is ``N``, ``{run: N}`` or the CLI text ``"run=N,..."``. ``fmt``
-    restricts a folder to JSON (``"json"``) or tables (``"table"``). Returns the report: rows
+    restricts the input to JSON (``"json"``) or tables (``"table"``). Returns the report: rows
     written, runs, checkpoints, skipped items by reason, tasks in "other", warnings.
     """
-    tax = taxonomy or load_taxonomy()
     if isinstance(tokens_per_step, Mapping):
         tps = mapping_tokens_per_step(tokens_per_step, "tokens_per_step")
     else:
         tps = parse_tokens_per_step(tokens_per_step)
     m = load_mapping(mapping) if mapping is not None else None
     if isinstance(path, (str, Path)):
-        root = Path(path)
-        files, single = find_files(root, fmt, m), root.is_file()
+        files, single = find_files(Path(path), fmt, m), Path(path).is_file()
     else:
         files, single = [Path(p) for p in path], False
         if not files:
             raise ImportFormatError("no files to import")
     st = store if isinstance(store, ResultsStore) else ResultsStore(store)
     report = ImportReport()
-    batch = ImportBatch(report)
-    unmatched: set[str] = set()
+    ctx = _Import(taxonomy or load_taxonomy(), report, ImportBatch(report), run, tps, m, single)
     for f in tqdm(files, desc="import", unit="file", disable=not progress or len(files) < 2):
-        source = str(f.resolve())
-        if f.suffix.lower() == ".json":
-            if fmt == "table":
-                raise ImportFormatError(f"{f}: a JSON file, but a table (CSV/Parquet) was expected")
-            data = load_json(f)
-            if is_columnar(data):
-                rows, metas = parse_columnar(
-                    data, f, tax, report, run=run, tokens_per_step=tps, source=source
-                )
-                report.add_file(f, "columnar")
-            elif single or (isinstance(data, dict) and "results" in data):
-                rows, meta = parse_lm_eval(
-                    data,
-                    f,
-                    taxonomy=tax,
-                    run=run,
-                    tokens_per_step=tps,
-                    report=report,
-                    source=source,
-                )
-                metas = [meta]
-                report.add_file(f, "lm-eval")
-            else:
-                report.skip(f, f.name, "JSON without 'results' (not a results file)")
-                continue
-            batch.add_rows(rows, f)
-        elif f.suffix.lower() in TABLE_SUFFIXES:
-            if fmt == "json":
-                raise ImportFormatError(f"{f}: a table, but lm-eval JSON was expected")
-            text_cols = TEXT_COLUMNS + (id_columns(m, ("run", "checkpoint")) if m else ())
-            int_cols = INT_COLUMNS + (id_columns(m, ("step", "tokens", "params")) if m else ())
-            df = read_table(f, text_cols, int_cols)
-            if m is not None and m.get("columns") is not None:
-                try:
-                    frame, metas = parse_wide(
-                        df,
-                        f,
-                        m,
-                        tax,
-                        report,
-                        tokens_per_step=tps,
-                        run=run,
-                        unmatched=unmatched,
-                        source=source,
-                    )
-                except FileNotMatched:
-                    if single:
-                        raise ImportFormatError(
-                            f"{f}: the file name does not match the mapping's filename pattern "
-                            f"{m['filename'].pattern!r}"
-                        ) from None
-                    report.skip(f, f.name, "file name does not match the mapping's filename")
-                    continue
-                report.add_file(f, "wide")
-            elif is_tidy(df.columns):
-                frame, metas = parse_tidy(
-                    df,
-                    f,
-                    tax,
-                    report,
-                    tokens_per_step=tps,
-                    default_shots=(m or {}).get("shots", 0) or 0,
-                    source=source,
-                )
-                if run is not None:
-                    report.warn(f"--run is ignored for the tidy table {f} (it has a run column)")
-                report.add_file(f, "tidy")
-            else:
-                raise ImportFormatError(
-                    f"{f}: not a tidy table (needs columns task, metric, value and run or "
-                    f"checkpoint; it has {list(df.columns)[:12]}); a wide table needs --mapping"
-                )
-            batch.add_frame(frame, f)
-            del df, frame
+        suffix = f.suffix.lower()
+        if suffix == ".json" and fmt != "table":
+            _import_json(f, ctx)
+        elif suffix in TABLE_SUFFIXES and fmt != "json":
+            _import_table(f, ctx)
+        elif single:
+            want = {"json": "lm-eval or columnar JSON", "table": "a table (CSV, TSV, Parquet)"}
+            raise ImportFormatError(
+                f"{f}: unknown file type {f.suffix!r}; expected "
+                f"{want.get(fmt, ', '.join(RESULT_SUFFIXES))}"
+            )
         else:
-            if single:
-                raise ImportFormatError(
-                    f"{f}: unknown file type {f.suffix!r}; expected one of {RESULT_SUFFIXES}"
-                )
             report.skip(f, f.name, "not a results file (suffix)")
-            continue
-        for meta in metas:
-            batch.add_meta(meta)
-    if m is not None and unmatched:
-        for col in sorted(unmatched):
+    if m is not None:
+        for col in sorted(ctx.unmatched):
             report.skip(m["_path"], f"column {col}", "no column or rule of the mapping matches it")
-    batch.write(st)
+    ctx.batch.write(st)
     return report
