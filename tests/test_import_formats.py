@@ -326,6 +326,12 @@ def test_wide_folder_with_one_pattern_mapping(tmp_path, capsys):
     tax = load_taxonomy()
     assert {"probe": "import", "metric": "ce_loss"} in tax.loss_metrics
     assert tax.is_loss_metric("ce_loss")
+    from ckpt_toolkit.analysis.dynamics import loss_table
+
+    lt = loss_table(df, tax).set_index("checkpoint")
+    assert set(lt["loss_source"]) == {"probe=import/metric=ce_loss"}
+    # the CSV's CrossEntropyLoss at row 3 of 1B-5xC is 4.0 - 0.1 * 2
+    assert lt.loc["1B-5xC@step300", "loss"] == pytest.approx(3.8)
 
 
 def test_tidy_and_wide_parquet(tmp_path):
