@@ -235,3 +235,14 @@ def test_pairwise_tables_hit_and_warnings_again(tmp_path, monkeypatch):
     for name, df in r1.frames().items():
         pd.testing.assert_frame_equal(getattr(r2, name), df, obj=name)
     pd.testing.assert_frame_equal(r2.table, r1.table)
+
+
+def test_unwritable_cache_folder_only_loses_the_reuse(store, caplog):
+    C.cache_dir(store).write_text("a file where the cache folder would be")
+    f = Counter(store)
+    a = C.cached(store, "demo", {}, f)
+    b = C.cached(store, "demo", {}, f)
+    assert f.calls == 2 and not a.hit and not b.hit and a.entry is None
+    got = dict(zip(b.frames["means"]["run"], b.frames["means"]["value"]))
+    assert got == pytest.approx(_expected_means(_rows()))
+    assert "could not write" in caplog.text
