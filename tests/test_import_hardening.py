@@ -255,3 +255,19 @@ def test_rule_with_null_shots_uses_the_mapping_default(tmp_path):
     s = ResultsStore(tmp_path / "s.duckdb")
     import_csv(f, s, mapping=m)
     assert s.to_pandas()["shots"].tolist() == [3]
+
+
+def test_optional_filename_group_in_the_run_template(tmp_path):
+    d = tmp_path / "runs"
+    d.mkdir()
+    for name in ("1B.csv", "1B-s2.csv"):
+        (d / name).write_text("step,arc_acc\n1,0.5\n")
+    m = {
+        "filename": r"(?P<size>[0-9]+B)(-(?P<seed>s[0-9]+))?\.csv",
+        "run": "{size}{seed}",
+        "step": "step",
+        "columns": [{"match": "(?P<task>.+)_acc"}],
+    }
+    s = ResultsStore(tmp_path / "s.duckdb")
+    import_results(d, s, mapping=m)
+    assert sorted(s.to_pandas()["run"]) == ["1B", "1Bs2"]

@@ -34,7 +34,7 @@ from ..errors import ImportFormatError
 from ..probes.registry import IMPORT
 from ..specs import spec_hash
 from ..yamlfiles import read_yaml_mapping
-from .columns import int_column
+from .columns import int_column, row_label
 from .common import ImportReport, checked_int, parse_size
 from .tidy import capabilities, checkpoint_metas, fill_tokens
 from .tokens import TokensPerStep, mapping_tokens_per_step
@@ -233,7 +233,7 @@ def _resolve(col: str, mapping: dict[str, Any]) -> dict[str, Any] | None:
             if key in g:
                 out[key] = g[key]
         if "stderr" in rule:
-            out["stderr"] = rule["stderr"].format(column=col, **g)
+            out["stderr"] = rule["stderr"].format(column=col, **m.groupdict(default=""))
         return out
     return None
 
@@ -270,7 +270,11 @@ def parse_wide(
     if run is not None:
         runs = pd.Series(run, index=index, dtype="string")
     elif isinstance(run_spec, str) and "{" in run_spec:
-        runs = pd.Series(run_spec.format(**groups), index=index, dtype="string")
+        names = mapping["filename"].groupindex if mapping.get("filename") else {}
+        values = {
+            name: groups.get(name, "") for name in names
+        }  # a group that did not take part: ""
+        runs = pd.Series(run_spec.format(**values), index=index, dtype="string")
     elif isinstance(run_spec, str):
         runs = df[run_spec].astype("string").str.strip()
     elif mapping.get("run_name"):
@@ -314,7 +318,7 @@ def parse_wide(
         ident["params"] = ident["params"].fillna(ident["run"].map(sizes).astype("Int64"))
     if ident["run"].isna().any():
         i = int(np.flatnonzero(ident["run"].isna().to_numpy())[0])
-        raise ImportFormatError(f"{path}: row {i}: empty run")
+        raise ImportFormatError(f"{row_label(path, i)}: empty run")
 
     used = set(id_columns(mapping))
     specs: dict[str, dict[str, Any]] = {}
