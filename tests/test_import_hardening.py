@@ -271,3 +271,13 @@ def test_optional_filename_group_in_the_run_template(tmp_path):
     s = ResultsStore(tmp_path / "s.duckdb")
     import_results(d, s, mapping=m)
     assert sorted(s.to_pandas()["run"]) == ["1B", "1Bs2"]
+
+
+@pytest.mark.parametrize(
+    "glob, needle", [("", "files is empty"), ("/abs/*.csv", "files .* is not a glob relative")]
+)
+def test_files_glob_that_is_not_relative(tmp_path, glob, needle):
+    (tmp_path / "a.csv").write_text("step,arc_acc\n1,0.5\n")
+    m = {"files": glob, "columns": [{"match": "(?P<task>.+)_acc"}]}
+    with pytest.raises(ImportFormatError, match=needle):
+        import_results(tmp_path, tmp_path / "s.duckdb", mapping=m)

@@ -43,7 +43,13 @@ def find_files(path: Path, fmt: Format, mapping: dict[str, Any] | None) -> list[
     if not path.is_dir():
         raise ImportFormatError(f"results not found: {path}")
     if mapping is not None and mapping.get("files"):
-        files = [p for p in path.glob(mapping["files"]) if p.is_file()]
+        try:
+            files = [p for p in path.glob(mapping["files"]) if p.is_file()]
+        except (ValueError, NotImplementedError) as exc:  # "", "/abs", "**x" ...
+            raise ImportFormatError(
+                f"mapping {mapping['_path']}: files {mapping['files']!r} is not a glob relative "
+                f"to {path}: {exc}"
+            ) from None
     else:
         suffixes = {"json": (".json",), "table": TABLE_SUFFIXES}.get(fmt, RESULT_SUFFIXES)
         files = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes]

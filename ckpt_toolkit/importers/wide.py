@@ -132,6 +132,8 @@ def check_mapping(data: dict[str, Any], where: str) -> dict[str, Any]:
     for key in ("run", "run_name", "step", "tokens", "params", "checkpoint", "files"):
         if key in m and m[key] is not None and not isinstance(m[key], str):
             raise ImportFormatError(f"mapping {where}: '{key}' must be text, not {m[key]!r:.60}")
+    if m.get("files") == "":
+        raise ImportFormatError(f"mapping {where}: files is empty; give a glob such as '*.csv'")
     groups: set[str] = set()
     if m.get("filename") is not None:
         rx = _regex(m["filename"], f"mapping {where}: filename")
