@@ -241,8 +241,26 @@ OVERRIDES = st.dictionaries(
             "junk",
         ]
     ),
-    st.one_of(JSON, st.sampled_from(["model", "step", "arc_acc", "{size}", "(?P<size>.+)\\.csv"])),
-    max_size=1,
+    st.one_of(
+        JSON,
+        st.sampled_from(
+            [
+                "model",
+                "step",
+                "arc_acc",
+                "{size}",
+                "{size}-{b}",
+                "(?P<size>[^-]+)-(?P<b>.+)\\.csv",
+                "(?P<size>.+)\\.csv",
+                "(",
+                "*.csv",
+                "/abs/*.csv",
+                "**",
+                "w*",
+            ]
+        ),
+    ),
+    max_size=2,
 )
 # a valid mapping with rules, then up to two keys replaced by anything
 MAPPING = st.tuples(st.lists(RULE, min_size=1, max_size=3), OVERRIDES).map(
@@ -264,11 +282,13 @@ def test_any_mapping_is_read_or_refused_and_never_invents_values(mapping):
             event("mapping refused")
             assert str(m) in str(exc)
             return
-        f = Path(tmp) / "wide.csv"
-        f.write_text(WIDE)
+        d = Path(tmp) / "runs"  # a folder: files / filename / run templates all take part
+        d.mkdir()
+        (d / "wide.csv").write_text(WIDE)
+        (d / "1B-x.csv").write_text(WIDE)
         store = ResultsStore(Path(tmp) / "s.duckdb")
         try:
-            import_csv(f, store, mapping=m)
+            import_csv(d, store, mapping=m)
         except CkptError:
             event("import refused")
             assert len(store) == 0
