@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
             "--jobs",
             "-j",
             help="Notebooks executed at once, each in its own kernel (default: one per usable "
-            "core).",
+            "core, at most 8).",
         ),
         force: bool = typer.Option(
             False,

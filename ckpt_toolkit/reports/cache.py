@@ -112,8 +112,8 @@ def store_digest(store_path: str | Path) -> StoreDigest:
     return StoreDigest(runs, _sha(":".join(map(str, ck))), sum(int(r[1]) for r in per_run))
 
 
-#: The toolkit code a report's tables depend on (package-relative files and folders): the
-#: analyses, the report helpers, the store and what they import.
+#: The toolkit code the cached analysis tables depend on (package-relative files and folders):
+#: the analyses, the store, what they import, and this module.
 CODE_PARTS = (
     "__init__.py",
     "errors.py",
@@ -124,21 +124,23 @@ CODE_PARTS = (
     "probes/registry.py",
     "yamlfiles.py",
     "analysis",
-    "reports",
+    "reports/cache.py",
 )
+#: The code a rendered report depends on: the above and the report helpers (figures, tables).
+REPORT_CODE_PARTS = (*CODE_PARTS, "reports")
 
 
-@lru_cache(maxsize=1)
-def code_digest() -> str:
-    """A hash of the source the reports run (:data:`CODE_PARTS`: ``*.py``, ``*.yaml``,
-    templates), the toolkit and DuckDB versions: an edited analysis never serves tables
-    computed by the old code."""
+@lru_cache(maxsize=4)
+def code_digest(parts: tuple[str, ...] = CODE_PARTS) -> str:
+    """A hash of the toolkit source in ``parts`` (``*.py``, ``*.yaml``, templates) and of the
+    toolkit and DuckDB versions: an edited analysis never serves tables computed by the old
+    code."""
     import duckdb
 
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256(f"{__version__}|duckdb {duckdb.__version__}|{FORMAT}".encode())
     files: list[Path] = []
-    for part in CODE_PARTS:
+    for part in dict.fromkeys(parts):
         p = root / part
         files.extend(sorted(p.rglob("*")) if p.is_dir() else [p])
     for p in files:

@@ -311,7 +311,7 @@ def inputs_hash(
     toolkit's code. Equal hashes give equal reports."""
     import hashlib
 
-    from .cache import code_digest, file_digest
+    from .cache import REPORT_CODE_PARTS, code_digest, file_digest
 
     files = {
         k: file_digest(v)
@@ -323,7 +323,7 @@ def inputs_hash(
         "params": params,
         "files": files,
         "store": store_digest,
-        "code": code_digest(),
+        "code": code_digest(REPORT_CODE_PARTS),
         "include_code": include_code,
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
@@ -370,16 +370,21 @@ def _unchanged(
 
 
 # -- running several notebooks at once ---------------------------------------------------------
+#: The most notebooks run at once when ``--jobs`` is not given.
+MAX_AUTO_JOBS = 8
+
+
 def _workers(requested: int | None, n_todo: int) -> int:
     """Notebooks run at once: ``requested``, else one per usable core (affinity and cgroup
-    quota), never more than there are notebooks."""
+    quota) up to :data:`MAX_AUTO_JOBS` (each kernel holds its own copy of the tables), never
+    more than there are notebooks."""
     if requested is not None:
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
             raise ParameterError(f"--jobs must be a positive integer, got {requested!r}")
         return max(1, min(requested, n_todo))
     from ..threads import usable_cores
 
-    return max(1, min(usable_cores(), n_todo))
+    return max(1, min(usable_cores(), MAX_AUTO_JOBS, n_todo))
 
 
 #: Which default reports usually take longest (started first when no earlier run says).
