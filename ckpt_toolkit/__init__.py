@@ -2,7 +2,7 @@
 
 import os as _os
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # OpenMP threads sleep instead of spin-waiting when idle, so a sweep never burns a core another
 # process needs (docs/threads.md). libgomp reads this once, when torch loads it: set here, before

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__
+from ._version import __version__
 from .errors import StoreError
 from .store_bulk import Prefer, arrow_table, merge_checkpoints, normalize_frame
 from .store_files import (

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import __version__
+from ._version import __version__
 from .errors import StoreError
 
 Prefer = Literal["existing", "incoming"]

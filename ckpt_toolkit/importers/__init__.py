@@ -11,8 +11,8 @@ tasks in "other", warnings such as tokens assumed rather than read).
 
 from .auto import import_results
 from .common import ImportReport, parse_size, parse_step
-from .csv_import import import_csv
-from .lm_eval import import_lm_eval, parse_lm_eval
+from .explicit import import_csv, import_lm_eval
+from .lm_eval import parse_lm_eval
 from .tokens import family_tokens_per_step, parse_tokens_per_step
 from .wide import load_mapping
 

@@ -14,7 +14,6 @@ file name unless the data has no revision (then the report says so).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from ..analysis.taxonomy import Taxonomy, load_taxonomy
 from ..errors import ImportFormatError
 from ..probes.registry import LM_EVAL
 from ..specs import spec_hash
-from ..store import ResultsStore
 from .common import (
     ImportReport,
     as_number,
@@ -271,31 +269,3 @@ def parse_lm_eval(
         },
     }
     return rows, meta
-
-
-def import_lm_eval(
-    path: str | Path | Iterable[str | Path],
-    store: ResultsStore | str | Path,
-    *,
-    taxonomy: Taxonomy | None = None,
-    run: str | None = None,
-    tokens_per_step: TokensPerStep | str = None,
-    progress: bool = True,
-) -> ImportReport:
-    """Import an lm-eval results file, or every ``*.json`` under a folder, into ``store``.
-
-    All rows land in one transaction (re-importing replaces them: no duplicates). In a folder,
-    JSON files without a ``results`` key are skipped (and reported); a single file must be one.
-    Columnar aggregate JSON (BigScience) is recognised too.
-    """
-    from .auto import import_results
-
-    return import_results(
-        path,
-        store,
-        taxonomy=taxonomy,
-        run=run,
-        tokens_per_step=tokens_per_step,
-        fmt="json",
-        progress=progress,
-    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..checkpoints import CheckpointRef, fingerprint, load_checkpoint, resolve_source, unload
 from ..errors import ParameterError
 from ..executors import SweepReport, WorkUnit

@@ -41,7 +41,7 @@ from typing import Any
 
 import pandas as pd
 
-from .. import __version__
+from .._version import __version__
 
 log = logging.getLogger(__name__)
 
