@@ -20,7 +20,7 @@ random 5M-parameter model instead. lm-eval runs through its Python API (``HFLM.l
 ``loglikelihood_rolling`` on the same ``(context, continuation)`` requests its tasks would
 build), float32, ``logits_cache=False`` (see docs/probes.md), a fixed batch size.
 
-    .venv/bin/python benchmarks/probe_vs_lmeval.py [--items 200] [--docs 30] [--window 1024]
+    .venv/bin/python benchmarks/probe_vs_lmeval.py [--items 100] [--docs 12] [--window 1024]
         [--threads 2] [--repeats 2] [--sections mc,shared,rolling] [--json out.json]
 """
 
@@ -240,9 +240,9 @@ def argmax(xs):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--items", type=int, default=200, help="multiple-choice test items")
+    ap.add_argument("--items", type=int, default=100, help="multiple-choice test items")
     ap.add_argument("--shots", type=int, default=5)
-    ap.add_argument("--docs", type=int, default=30, help="documents for rolling perplexity")
+    ap.add_argument("--docs", type=int, default=12, help="documents for rolling perplexity")
     ap.add_argument("--window", type=int, default=1024, help="rolling window (lm-eval max_length)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")

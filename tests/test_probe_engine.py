@@ -394,7 +394,7 @@ def test_prefix_token_replaces_bos(lm):
         resolve_prefix_token(tok, str(len(tok) + 5))
 
 
-def test_log_items_writes_per_item_scores_beside_the_store(tmp_path, tiny_checkpoint, lm):
+def test_log_items_writes_per_item_scores_beside_the_store(tmp_path, tiny_checkpoint, lm, capsys):
     """`ckpt probe --log-items`: one Parquet file per checkpoint and spec beside the store;
     each record checked against a full pass of its own, the store's aggregates against them."""
     import json
@@ -427,6 +427,7 @@ def test_log_items_writes_per_item_scores_beside_the_store(tmp_path, tiny_checkp
     argv = ["probe", str(tiny_checkpoint), "--store", str(store), "--probes", "ppl,kshot"]
     argv += ["--heldout", str(tmp_path / "heldout"), "--tasks", str(tmp_path / "tasks")]
     assert main([*argv, "--shots", "1", "--log-items", "--quiet", "--threads", "1"]) == 0
+    assert f"per-item scores: {item_log_dir(store)}/" in capsys.readouterr().out
 
     files = sorted(item_log_dir(store).glob("*/*.parquet"))
     assert [f.name.split("-")[0] for f in files] == ["kshot", "ppl"]

@@ -143,5 +143,9 @@ def register(app: typer.Typer) -> None:
             f"{report.summary()}; {len(report.skipped)} probe(s) already in the store; "
             f"{report.rows_written} rows written to {store}"
         )
+        if log_items:
+            from ..probes.item_log import item_log_dir
+
+            typer.echo(f"per-item scores: {item_log_dir(store)}/")
         if not report.ok:
             raise typer.Exit(1)
