@@ -14,7 +14,7 @@ from ckpt_toolkit.tasks import load_tasks
 from ckpt_toolkit.world import CAPABILITIES, build_world
 
 SMALL = {
-    "n_countries": 8,
+    "n_countries": 12,
     "n_people": 20,
     "corpus_chars": 150_000,
     "heldout_docs": 5,

@@ -40,7 +40,9 @@ CAPABILITIES: dict[str, str] = {
     "code_value": "code",
 }
 
-FACT_FRACTIONS = (0.5, 0.15, 0.35)  # train / validation / test share of a fact-based task
+#: train / validation / test share of the facts of a fact-based task: SFT needs few facts to
+#: learn the question format, the test split as many as possible (its standard error)
+FACT_FRACTIONS = (0.3, 0.1, 0.6)
 
 
 def _mc(rng: random.Random, gold: str, pool: list[str]) -> tuple[list[str], int]:
@@ -90,8 +92,13 @@ def _same_split_pool(split: dict[str, str], answer: dict[str, str], key: str) ->
     """Answers of the facts in ``key``'s split: distractors never name an answer that SFT
     trains on for a test item (or the other way round), which would teach "pick what was an
     answer before" instead of the fact."""
+    gold = answer[key]
     pool = [answer[k] for k in answer if split[k] == split[key]]
-    return pool if len({p for p in pool if p != answer[key]}) >= 3 else list(answer.values())
+    if len({p for p in pool if p != gold}) < 3 and split[key] != "test":
+        pool = [answer[k] for k in answer if split[k] != "test"]  # never a test answer
+    if len({p for p in pool if p != gold}) < 3:
+        pool = list(answer.values())
+    return pool
 
 
 def capitals(rng: random.Random, facts: Facts) -> list[dict]:
@@ -143,6 +150,8 @@ def category(rng: random.Random, facts: Facts) -> list[dict]:
     out = []
     for m, cat in member_cat.items():
         others = [x for x, c in member_cat.items() if c != cat and split[x] == split[m]]
+        if len(others) < 3 and split[m] != "test":
+            others = [x for x, c in member_cat.items() if c != cat and split[x] != "test"]
         if len(others) < 3:
             others = [x for x, c in member_cat.items() if c != cat]
         choices, gold = _mc(rng, m, others + [m])
