@@ -26,8 +26,18 @@ def wheel(tmp_path_factory) -> Path:
     shutil.copytree(REPO / "notebooks", src / "notebooks", ignore=ignore)
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
-         "-q", "-w", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(src),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+        ],
         check=True,
         capture_output=True,
         timeout=600,
@@ -63,7 +73,11 @@ def test_installed_copy_runs_a_report_outside_the_repository(wheel, tmp_path, py
         "print(ckpt_toolkit.__file__); print(notebooks_dir())"
     )
     where = subprocess.run(
-        [sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", code],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
         check=True,
     ).stdout.split()
     assert where[0].startswith(str(site)) and where[1] == str(site / "ckpt_toolkit" / "notebooks")
@@ -71,11 +85,19 @@ def test_installed_copy_runs_a_report_outside_the_repository(wheel, tmp_path, py
     ckpt = [sys.executable, "-m", "ckpt_toolkit.cli"]
     subprocess.run(
         [*ckpt, "import", "lm-eval", str(pythia_evals / "pythia-70m"), "--store", str(store)],
-        cwd=work, env=env, check=True, capture_output=True, timeout=300,
+        cwd=work,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     proc = subprocess.run(
         [*ckpt, "report", "overview", "--store", str(store), "--out", str(work / "reports")],
-        cwd=work, env=env, capture_output=True, text=True, timeout=600,
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     html = (work / "reports" / "overview.html").read_text()

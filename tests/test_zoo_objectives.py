@@ -50,7 +50,10 @@ def test_span_corruption_hand_checked():
 def test_span_example_is_the_shared_corruption_with_loss_on_targets():
     seq_len, window = 32, list(range(10, 60))
     n = span_raw_length(seq_len)  # n + 2 * spans + 2 <= seq_len, as large as possible
-    spans = lambda k: max(1, round(round(k * 0.15) / 3))  # noqa: E731  T5's count, by hand
+
+    def spans(k: int) -> int:  # T5's count of noise spans, by hand
+        return max(1, round(round(k * 0.15) / 3))
+
     assert n + 2 * spans(n) + 2 <= seq_len < (n + 1) + 2 * spans(n + 1) + 2
     x, y = obj.span_example(window, seq_len, IDS, np.random.default_rng(5))
     mask = random_spans_noise_mask(n, 0.15, 3.0, np.random.default_rng(5))

@@ -175,6 +175,8 @@ def _lower_is_better(extra: Any, source: str) -> list[str]:
         if m.lower() not in {n.lower() for n in names}:
             names.append(m)
     return names
+
+
 #: Split and format suffixes stripped (repeatedly, from the end) before a taxonomy lookup.
 _TASK_SUFFIX_RE = re.compile(
     r"[_-](val|validation|valid|test|dev|train|rc|mc|mcf|cf|gen|olmes|var|"

@@ -66,9 +66,7 @@ def run_demo(
     # the same inputs and defaults as `ckpt pairwise --store` and the proxies report
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pairwise.PairwiseWarning)
-        _, result = pairwise.evaluate_store(
-            df, st.checkpoints(), source=str(store), progress=False
-        )
+        _, result = pairwise.evaluate_store(df, st.checkpoints(), source=str(store), progress=False)
     for w in caught:  # printed like `ckpt pairwise` prints them, not as Python warnings
         if issubclass(w.category, pairwise.PairwiseWarning):
             typer.secho(f"pairwise warning: {w.message}", fg="yellow", err=True)

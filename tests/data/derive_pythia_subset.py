@@ -46,7 +46,9 @@ def derive(src: Path) -> pd.DataFrame:
 
 if __name__ == "__main__":
     src = Path(sys.argv[1])
-    out = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(__file__).with_name("pythia_evals.parquet")
+    out = (
+        Path(sys.argv[2]) if len(sys.argv) > 2 else Path(__file__).with_name("pythia_evals.parquet")
+    )
     df = derive(src)
     for col in ("size", "task", "metric", "config"):
         df[col] = df[col].astype("category")
