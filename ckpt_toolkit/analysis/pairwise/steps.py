@@ -25,7 +25,7 @@ step                     table
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -331,6 +331,19 @@ def _comparator_credit(data: PairData, s: Split, t: str, f: np.ndarray, keep: np
     return credit, kept
 
 
+def _proxy_test_credits(data: PairData, splits: Sequence[Split]) -> Iterator[tuple]:
+    """For every split × target × proxy, in that order: ``(split, target, proxy, ii, jj,
+    credit, kept)`` over the split's test pairs ``(ii, jj)`` that an accuracy on the target
+    counts (``credit``/``kept`` as :meth:`PairData.credit`, on those pairs)."""
+    for s in splits:
+        for t in data.targets:
+            keep = _test_pairs(data, s, t)
+            ii, jj = s.I[keep], s.J[keep]
+            for p in data.all_proxies:
+                credit, mask = data.credit(p, t)
+                yield s, t, p, ii, jj, credit[ii, jj], mask[ii, jj]
+
+
 def _mean(credit: np.ndarray, keep: np.ndarray) -> float:
     keep = keep.astype(bool)
     return float(credit[keep].mean()) if keep.any() else float("nan")
@@ -344,14 +357,8 @@ def split_records(
     test pairs. Columns: ``COLUMNS["split_records"]`` (``n``: pairs scored)."""
     recs = []
     by_split = {s.index: s for s in splits}
-    for s in splits:
-        for t in data.targets:
-            keep = _test_pairs(data, s, t)
-            ii, jj = s.I[keep], s.J[keep]
-            for p in data.all_proxies:
-                credit, mask = data.credit(p, t)
-                c, k = credit[ii, jj], mask[ii, jj]
-                recs.append((t, "", f"proxy:{p}", "none", s.index, _mean(c, k), int(k.sum())))
+    for s, t, p, _, _, c, k in _proxy_test_credits(data, splits):
+        recs.append((t, "", f"proxy:{p}", "none", s.index, _mean(c, k), int(k.sum())))
     for fit in fits:
         s = by_split[fit.split]
         for t in fit.dests:
@@ -427,13 +434,8 @@ def gap_quantiles(
                                     "credit": credit[keep]}))  # fmt: skip
 
     by_split = {s.index: s for s in splits}
-    for s in splits:
-        for t in data.targets:
-            keep = _test_pairs(data, s, t)
-            ii, jj = s.I[keep], s.J[keep]
-            for p in data.all_proxies:
-                credit, mask = data.credit(p, t)
-                add(t, f"proxy:{p}", ii, jj, credit[ii, jj], mask[ii, jj])
+    for _, t, p, ii, jj, c, k in _proxy_test_credits(data, splits):
+        add(t, f"proxy:{p}", ii, jj, c, k)
     for fit in fits:
         s, t = by_split[fit.split], fit.source
         keep = _test_pairs(data, s, t)
