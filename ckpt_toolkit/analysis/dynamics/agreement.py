@@ -169,28 +169,14 @@ def sibling_prediction(cv: pd.DataFrame, train_frac: float = 0.5) -> pd.DataFram
     sums: dict[tuple[str, str], np.ndarray] = {}
     for (_run, cat, name), d in pairs.items():
         x, y = d["x"].to_numpy(float), d["y"].to_numpy(float)
-        v = np.array([len(x), x.sum(), y.sum(), (x * x).sum(), (x * y).sum()])
-        sums[(cat, name)] = sums.get((cat, name), 0) + v
+        sums[(cat, name)] = sums.get((cat, name), 0) + _ols_sums(x, y)
     for (run, cat, name), d in pairs.items():
         base = dict(run=run, category=cat, benchmark=name)
         x, y = d["x"].to_numpy(float), d["y"].to_numpy(float)
         n_tr = int(math.floor(len(d) * train_frac))
         if n_tr >= 3 and len(d) - n_tr >= 1:
-            r, bl, slope = _ols_rmse(x[:n_tr], y[:n_tr], x[n_tr:], y[n_tr:])
-            rows.append(
-                {
-                    **base,
-                    "protocol": "later_checkpoints",
-                    "n_train": n_tr,
-                    "n_test": len(d) - n_tr,
-                    "rmse": r,
-                    "baseline_rmse": bl,
-                    "skill": 1 - r / bl if bl > 0 else np.nan,
-                    "slope": slope,
-                    "status": "ok",
-                    "reason": "",
-                }
-            )
+            fit = _ols_rmse(x[:n_tr], y[:n_tr], x[n_tr:], y[n_tr:])
+            rows.append(_sibling_row(base, "later_checkpoints", n_tr, len(d) - n_tr, *fit))
         else:
             rows.append(
                 {
@@ -200,25 +186,35 @@ def sibling_prediction(cv: pd.DataFrame, train_frac: float = 0.5) -> pd.DataFram
                     "reason": f"{len(d)} checkpoints: too few to hold out later ones",
                 }
             )
-        own = np.array([len(x), x.sum(), y.sum(), (x * x).sum(), (x * y).sum()])
-        rest = sums[(cat, name)] - own
+        rest = sums[(cat, name)] - _ols_sums(x, y)
         if rest[0] >= 3 and len(d) >= 1:
-            r, bl, slope = _ols_from_sums(*rest, x, y)
-            rows.append(
-                {
-                    **base,
-                    "protocol": "other_runs",
-                    "n_train": int(rest[0]),
-                    "n_test": len(d),
-                    "rmse": r,
-                    "baseline_rmse": bl,
-                    "skill": 1 - r / bl if bl > 0 else np.nan,
-                    "slope": slope,
-                    "status": "ok",
-                    "reason": "",
-                }
-            )
+            fit = _ols_from_sums(*rest, x, y)
+            rows.append(_sibling_row(base, "other_runs", int(rest[0]), len(d), *fit))
     return pd.DataFrame(rows)
+
+
+def _ols_sums(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The sufficient statistics of a one-variable OLS: n, Σx, Σy, Σx², Σxy."""
+    return np.array([len(x), x.sum(), y.sum(), (x * x).sum(), (x * y).sum()])
+
+
+def _sibling_row(
+    base: dict, protocol: str, n_train: int, n_test: int, rmse: float, bl: float, slope: float
+) -> dict:
+    """One fitted row of :func:`sibling_prediction` (skill = 1 − rmse / baseline rmse)."""
+    skill = 1 - rmse / bl if bl > 0 else np.nan
+    return {
+        **base,
+        "protocol": protocol,
+        "n_train": n_train,
+        "n_test": n_test,
+        "rmse": rmse,
+        "baseline_rmse": bl,
+        "skill": skill,
+        "slope": slope,
+        "status": "ok",
+        "reason": "",
+    }
 
 
 def lead_lag(ph: pd.DataFrame) -> pd.DataFrame:
