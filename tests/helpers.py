@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"] + [f"<extra_id_{i}>" for i in range(8)]
-
 CORPUS = [
     "The capital of Avalon is Brill. The river Esk flows through Brill.",
     "Question: What is 3 plus 4? Answer: 7",
@@ -16,31 +14,11 @@ CORPUS = [
 
 
 def make_tokenizer(out_dir: str | Path | None = None, vocab_size: int = 300):
-    """A byte-level BPE tokenizer trained on a few sentences, as a transformers fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    """A byte-level BPE tokenizer trained on a few sentences (the zoo's tokenizer recipe, with
+    8 sentinels), as a transformers fast tokenizer; saved to ``out_dir`` if given."""
+    from ckpt_toolkit.zoo.tokenizer import train_tokenizer
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(CORPUS, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        additional_special_tokens=SPECIAL_TOKENS[4:],
-    )
-    if out_dir is not None:
-        fast.save_pretrained(str(out_dir))
-    return fast
+    return train_tokenizer(CORPUS, vocab_size=vocab_size, n_sentinels=8, out_dir=out_dir)
 
 
 def make_tiny_checkpoint(
