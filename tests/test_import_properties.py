@@ -163,6 +163,24 @@ def _set(doc, path, value):
     cur[last] = value
 
 
+def _import_json(doc, name: str, **kwargs):
+    """Import ``doc`` written as JSON file ``name`` into a fresh store: the stored rows, or None
+    when the import was refused (and then nothing was stored)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / name
+        f.write_text(json.dumps(doc))
+        store = ResultsStore(Path(tmp) / "s.duckdb")
+        try:
+            import_results(f, store, progress=False, **kwargs)
+        except CkptError:
+            event("refused")
+            assert len(store) == 0
+            return None
+        df = store.to_pandas()
+    event(f"imported {len(df)} rows")
+    return df
+
+
 def _as_whole(raw):
     """An independent reading of what the importer may store for a count: the number itself."""
     return int(float(raw))
@@ -174,18 +192,9 @@ def test_lm_eval_any_value_anywhere(changes):
     doc = copy.deepcopy(BASE)
     for path, value in changes:
         _set(doc, path, value)
-    with tempfile.TemporaryDirectory() as tmp:
-        f = Path(tmp) / "r.json"
-        f.write_text(json.dumps(doc))
-        store = ResultsStore(Path(tmp) / "s.duckdb")
-        try:
-            import_results(f, store, tokens_per_step=1000, progress=False)
-        except CkptError:
-            event("refused")
-            assert len(store) == 0
-            return
-        df = store.to_pandas()
-    event(f"imported {len(df)} rows")
+    df = _import_json(doc, "r.json", tokens_per_step=1000)
+    if df is None:
+        return
     for row in df.itertuples():
         metrics = doc["results"][row.task]
         key = row.metric if "," in row.metric else f"{row.metric},none"
@@ -267,7 +276,8 @@ MAPPING = st.tuples(st.lists(RULE, min_size=1, max_size=3), OVERRIDES).map(
     lambda t: {"run": "model", "step": "step", "columns": t[0], **t[1]}
 )
 WIDE = "model,step,arc_acc,piqa_5,notes\nm-1b,10,0.25,0.5,a\nm-1b,20,0.5,0.75,b\n"
-CELLS = {0.25, 0.5, 0.75}
+# every number in WIDE: with `step: null` the step column is a metric column like any other
+CELLS = {0.25, 0.5, 0.75, 10.0, 20.0}
 
 
 @settings(SETTINGS, max_examples=60)
@@ -354,18 +364,9 @@ def test_columnar_any_value_anywhere(changes):
     doc = copy.deepcopy(COLUMNAR)
     for path, value in changes:
         _set(doc, path, value)
-    with tempfile.TemporaryDirectory() as tmp:
-        f = Path(tmp) / "run-a_agg.json"
-        f.write_text(json.dumps(doc))
-        store = ResultsStore(Path(tmp) / "s.duckdb")
-        try:
-            import_results(f, store, progress=False)
-        except CkptError:
-            event("refused")
-            assert len(store) == 0
-            return
-        df = store.to_pandas()
-    event(f"imported {len(df)} rows")
+    df = _import_json(doc, "run-a_agg.json")
+    if df is None:
+        return
     steps = [
         int(c.removeprefix("global_step")) if isinstance(c, str) else _as_whole(c)
         for c in doc["checkpoints"]
