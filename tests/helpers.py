@@ -56,3 +56,35 @@ def make_tiny_checkpoint(
     model.save_pretrained(str(out_dir), safe_serialization=safe)
     tokenizer.save_pretrained(str(out_dir))
     return out_dir
+
+
+def tidy_rows(
+    run: str,
+    task: str,
+    values,
+    *,
+    steps,
+    params: float | None,
+    stderr: float | None,
+    chance: float | None = 0.25,
+    metric: str = "acc",
+    shots: int = 0,
+    probe: str = "kshot",
+    capability: str | None = "world_knowledge",
+    spec_hash: str | None = None,
+    tokens_per_step: int = 1000,
+) -> list[dict]:
+    """Store rows of one run's curve: one per (step, value), checkpoint ``<run>@step<N>``,
+    tokens = step × ``tokens_per_step``, chance in the provenance (as the kshot probe writes
+    it; none when ``chance`` is None); ``spec_hash`` defaults to ``<probe><shots>``."""
+    import json
+
+    prov = json.dumps({"chance": chance}) if chance is not None else None
+    return [
+        dict(run=run, checkpoint=f"{run}@step{s}", step=s, tokens=s * tokens_per_step,
+             params=params, probe=probe, task=task, capability=capability, metric=metric,
+             value=float(v), stderr=stderr, shots=shots,
+             spec_hash=spec_hash if spec_hash is not None else f"{probe}{shots}",
+             provenance=prov)
+        for s, v in zip(steps, values, strict=False)
+    ]  # fmt: skip

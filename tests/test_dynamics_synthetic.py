@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import tidy_rows
 
 from ckpt_toolkit.analysis.dynamics import (
     curves,
@@ -21,37 +22,10 @@ from ckpt_toolkit.analysis.dynamics import (
 STEPS = [0] + [int(round(10**e)) for e in np.arange(1, 5.01, 0.25)]  # 0, 10 .. 100000
 
 
-def _rows(
-    run,
-    task,
-    values,
-    stderr,
-    chance=0.25,
-    probe="kshot",
-    capability="world_knowledge",
-    steps=STEPS,
-    metric="acc",
-    params=1_000_000,
-):
-    return [
-        dict(
-            run=run,
-            checkpoint=f"{run}@step{s}",
-            step=s,
-            tokens=s * 1000,
-            params=params,
-            probe=probe,
-            task=task,
-            capability=capability,
-            metric=metric,
-            value=float(v),
-            stderr=stderr,
-            shots=0,
-            spec_hash="h",
-            provenance=json.dumps({"chance": chance}),
-        )
-        for s, v in zip(steps, values)
-    ]
+def _rows(run, task, values, stderr, chance=0.25, probe="kshot", capability="world_knowledge",
+          steps=STEPS, metric="acc", params=1_000_000):  # fmt: skip
+    return tidy_rows(run, task, values, steps=steps, params=params, stderr=stderr, chance=chance,
+                     metric=metric, probe=probe, capability=capability, spec_hash="h")  # fmt: skip
 
 
 def _logistic(steps, mid, top=0.9, chance=0.25):

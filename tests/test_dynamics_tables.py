@@ -5,11 +5,11 @@ every expected value is computed here, from the constructed numbers."""
 from __future__ import annotations
 
 import itertools
-import json
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import tidy_rows
 from scipy import stats
 
 from ckpt_toolkit.analysis.dynamics import (
@@ -33,25 +33,9 @@ TPS = 1000
 
 def rows(run, task, values, *, params, stderr=0.01, chance=0.25, metric="acc", shots=0,
          probe="kshot", capability="world_knowledge", steps=STEPS):  # fmt: skip
-    return [
-        dict(
-            run=run,
-            checkpoint=f"{run}@step{s}",
-            step=s,
-            tokens=s * TPS,
-            params=params,
-            probe=probe,
-            task=task,
-            capability=capability,
-            metric=metric,
-            value=float(v),
-            stderr=stderr,
-            shots=shots,
-            spec_hash=f"{probe}{shots}",
-            provenance=json.dumps({"chance": chance}) if chance is not None else None,
-        )
-        for s, v in zip(steps, values)
-    ]
+    return tidy_rows(run, task, values, steps=steps, params=params, stderr=stderr, chance=chance,
+                     metric=metric, shots=shots, probe=probe, capability=capability,
+                     tokens_per_step=TPS)  # fmt: skip
 
 
 def lambada_ppl(run, values, params, steps=STEPS):
