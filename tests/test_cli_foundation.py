@@ -105,3 +105,28 @@ def test_config_file_missing_or_malformed(tmp_path, capsys):
     bad.write_text("- a\n- b\n")
     assert main(["--config", str(bad), "export", "--out", "x.csv"]) == 2
     assert "must hold a mapping" in capsys.readouterr().err
+
+
+def test_finetune_and_probe_take_tokens_per_step(run_dir, tmp_path):
+    """A trainer folder without trainer_state.json: `--tokens-per-step` gives the rows of
+    `ckpt finetune` and `ckpt probe` tokens = step x N, as `ckpt checkpoints list` shows them."""
+    from ckpt_toolkit.tasks import write_task_file
+
+    items = [
+        dict(id=f"{split}{i}", task="sum", capability="math", split=split, gold="7",
+             context=f"Question: What is {i} plus {7 - i}?\nAnswer:")
+        for split, n in (("train", 4), ("test", 2)) for i in range(n)
+    ]  # fmt: skip
+    write_task_file(tmp_path / "tasks" / "sum.jsonl", items)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("max_steps: 1\nbatch_size: 2\nmax_test_items: 2\n")
+    store = tmp_path / "s.duckdb"
+    tasks = str(tmp_path / "tasks")
+    common = ["--store", str(store), "--tasks", tasks, "--tokens-per-step", "1000"]
+    assert main(["finetune", str(run_dir), *common, "--spec", str(spec), "--checkpoints", "all",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert main(["probe", str(run_dir), *common, "--probes", "kshot", "--quiet"]) == 0
+    df = ResultsStore(store, read_only=True).to_pandas()
+    assert set(df["probe"]) == {"sft", "kshot"}
+    for probe, rows in df.groupby("probe"):
+        assert sorted(set(zip(rows["step"], rows["tokens"]))) == [(5, 5000), (50, 50000)], probe

@@ -11,6 +11,7 @@ from ..checkpoints import fingerprint, resolve_source, verify_folder
 from ..checkpoints.loading import local_folder
 from ..checkpoints.resolve import leaves_manifest_folder
 from ..errors import CkptError, ImportFormatError, ParameterError
+from .common import TOKENS_PER_STEP_OPTION
 
 
 def parse_tokens_per_step(value: str | None) -> int | dict[str, int] | None:
@@ -22,6 +23,14 @@ def parse_tokens_per_step(value: str | None) -> int | dict[str, int] | None:
         return parse(value)
     except ImportFormatError as exc:
         raise ParameterError(str(exc)) from None
+
+
+def source_with_tokens(source: str, tokens_per_step: str | None) -> str | list:
+    """What a sweep command hands its API: ``source`` itself, or with ``--tokens-per-step`` the
+    checkpoints it resolves to with tokens seen = step × N (the APIs take either)."""
+    if not tokens_per_step:
+        return source
+    return resolve_source(source, tokens_per_step=parse_tokens_per_step(tokens_per_step))
 
 
 def register(app: typer.Typer) -> None:
@@ -37,9 +46,7 @@ def register(app: typer.Typer) -> None:
         verify: bool = typer.Option(
             False, "--verify", help="Check each checkpoint's files and name the broken ones."
         ),
-        tokens_per_step: str | None = typer.Option(
-            None, "--tokens-per-step", help="N, or run=N,run2=M: tokens seen = step x N."
-        ),
+        tokens_per_step: str | None = TOKENS_PER_STEP_OPTION,
         fingerprints: bool = typer.Option(False, "--fingerprint", help="Show weight fingerprints."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
     ) -> None:

@@ -119,6 +119,10 @@ MAX_RETRIES_OPTION = typer.Option(
 TIMEOUT_OPTION = typer.Option(
     None, "--timeout", help="Seconds per task attempt; a longer one fails (and is retried)."
 )
+#: ``--tokens-per-step`` of every command that resolves a checkpoint source.
+TOKENS_PER_STEP_OPTION = typer.Option(
+    None, "--tokens-per-step", help="N, or run=N,run2=M: tokens seen = step x N."
+)
 THREADS_OPTION = typer.Option(
     "auto",
     "--threads",

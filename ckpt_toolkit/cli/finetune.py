@@ -17,6 +17,7 @@ from .common import (
     STORE_OPTION,
     THREADS_OPTION,
     TIMEOUT_OPTION,
+    TOKENS_PER_STEP_OPTION,
     TRUST_REMOTE_CODE_OPTION,
     executor_options,
 )
@@ -56,6 +57,7 @@ def finetune_cmd(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     timeout: float | None = TIMEOUT_OPTION,
     threads: str = THREADS_OPTION,
+    tokens_per_step: str | None = TOKENS_PER_STEP_OPTION,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
     allow_pickle: bool = ALLOW_PICKLE_OPTION,
     trust_remote_code: bool = TRUST_REMOTE_CODE_OPTION,
@@ -65,9 +67,10 @@ def finetune_cmd(
         address, num_cpus, num_gpus, memory, max_retries, timeout, threads, executor
     )
     from ..finetune import run_finetune
+    from .checkpoints import source_with_tokens
 
     report = run_finetune(
-        source,
+        source_with_tokens(source, tokens_per_step),
         store,
         tasks=[str(t) for t in tasks] if tasks else None,
         spec=spec,

@@ -19,6 +19,7 @@ from .common import (
     STORE_OPTION,
     THREADS_OPTION,
     TIMEOUT_OPTION,
+    TOKENS_PER_STEP_OPTION,
     TRUST_REMOTE_CODE_OPTION,
     executor_options,
 )
@@ -84,9 +85,7 @@ def register(app: typer.Typer) -> None:
         max_retries: int | None = MAX_RETRIES_OPTION,
         timeout: float | None = TIMEOUT_OPTION,
         threads: str = THREADS_OPTION,
-        tokens_per_step: str | None = typer.Option(
-            None, "--tokens-per-step", help="N, or run=N,run2=M: tokens seen = step x N."
-        ),
+        tokens_per_step: str | None = TOKENS_PER_STEP_OPTION,
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
         allow_pickle: bool = ALLOW_PICKLE_OPTION,
         trust_remote_code: bool = TRUST_REMOTE_CODE_OPTION,
@@ -95,10 +94,9 @@ def register(app: typer.Typer) -> None:
         options = executor_options(
             address, num_cpus, num_gpus, memory, max_retries, timeout, threads, executor
         )
-        from ..checkpoints import resolve_source
         from ..probes import run_probes
         from ..probes.registry import format_probe_list, probe_parameters
-        from .checkpoints import parse_tokens_per_step
+        from .checkpoints import source_with_tokens
 
         if list_probes:
             typer.echo(format_probe_list())
@@ -117,11 +115,8 @@ def register(app: typer.Typer) -> None:
             },
             param,
         )
-        src: object = source
-        if tokens_per_step:
-            src = resolve_source(source, tokens_per_step=parse_tokens_per_step(tokens_per_step))
         report = run_probes(
-            src,
+            source_with_tokens(source, tokens_per_step),
             store,
             probes=probes,
             tasks=tasks,
