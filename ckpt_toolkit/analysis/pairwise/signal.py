@@ -1,4 +1,4 @@
-"""Does the ground truth itself separate the models? (issue 16: signal of the SFT scores)
+"""Does the ground truth itself separate the models? The signal of the SFT scores.
 
 A proxy can only be right about differences the fine-tuning scores can see. For each target
 (``sft:<task>``) over the models of the pool:
