@@ -1,4 +1,4 @@
-"""How `ckpt dynamics` scales with the rows of a store (issue 14 item 3, the dynamics half;
+"""How `ckpt dynamics` scales with the rows of a store (the dynamics half;
 the pairwise half is ``benchmarks/pairwise_scale.py``).
 
 Synthetic stores of about 100k and 1M rows are made by relabelling the real Pythia evaluations

@@ -7,8 +7,8 @@ For every SFT task (the zoo's capability categories) of a results store, takes e
 
 with ``var`` the sample variance (ddof=1) over the runs and ``stderr`` each score's standard
 error as stored. If every run had the same true score, the ratio would be about 1 (less when
-the runs share test items); the issue's bar (issue 16) is ratio >= 4 in at least 3 of the 5
-categories of the quick preset. The table is
+the runs share test items); a ratio of 4 or more says the variants differ beyond the
+scores' own noise. The table is
 :func:`ckpt_toolkit.analysis.pairwise.ground_truth_signal` (what the proxies report shows). Per-dataset rows (``<task>/<dataset>``, metric ``acc``) follow
 with ``--datasets``.
 

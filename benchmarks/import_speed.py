@@ -3,7 +3,7 @@
 Writes a realistic tidy CSV (runs x checkpoints x tasks x metrics, with stderr, n and shots;
 default 1,000,000 rows, ~60 MB) into a temporary folder, then imports it in a *fresh* child
 process and reports that process's wall time, rows/s and peak RSS (so the generator's memory is
-not counted). Target (issue 11): 1M rows in <= 20 s with <= 1.5 GB peak RSS on 2 cores.
+not counted). Reference point: 1M rows in <= 20 s with <= 1.5 GB peak RSS on 2 cores.
 
     .venv/bin/python benchmarks/import_speed.py [--rows 1000000] [--format csv|parquet]
         [--reimport] [--wide-files 60] [--json out.json]

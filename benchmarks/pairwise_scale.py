@@ -1,4 +1,4 @@
-"""How `ckpt pairwise --store` scales with the rows of a store (issue 14 item 3).
+"""How `ckpt pairwise --store` scales with the rows of a store.
 
 Builds synthetic tidy stores of about 100k and 1M rows (runs × checkpoints × ppl / sc_ppl /
 k-shot rows, fine-tuning rows with standard errors on each run's final checkpoint) in memory and

@@ -34,7 +34,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-#: targets on an idle 2-core machine (issue: probing on a busy machine)
+#: reference ratios on an idle 2-core machine (a fair share of the cores gives 2x and 3x)
 TARGETS = {1: 2.2, 2: 4.0}
 
 

@@ -2,9 +2,8 @@
 
 Stores (built in a work folder, never inside the repository):
 
-* ``pythia4`` — the four Pythia sizes x 27 checkpoints of lm-eval JSON: from
-  ``../shared/data/pythia-evals`` when present, else rebuilt from the committed subset in
-  ``tests/data/pythia_evals.parquet``; imported with ``ckpt import``.
+* ``pythia4`` — the four Pythia sizes x 27 checkpoints of lm-eval JSON, rebuilt from the
+  committed subset in ``tests/data/pythia_evals.parquet``; imported with ``ckpt import``.
 * ``pythia16`` — 16 runs x 27 checkpoints: each size relabelled into four runs (``-s0`` ...
   ``-s3``) whose values are jittered (seeded; accuracies stay in [0, 1]).
 * ``demo`` — ``--demo-store PATH`` (e.g. ``demo/results.duckdb`` after ``make demo``), if given.
@@ -22,7 +21,7 @@ the figure and table cells, kernel shutdown and HTML export.
     .venv/bin/python benchmarks/reports_speed.py [--stores pythia4,pythia16] [--demo-store P]
         [--work DIR] [--jobs N] [--json out.json]
 
-Targets (issue 14, 2 idle cores): demo <= 20 s, pythia4 <= 30 s, pythia16 <= 60 s, a second run
+Reference points (2 idle cores): demo <= 20 s, pythia4 <= 30 s, pythia16 <= 60 s, a second run
 with no new rows <= 10 s. The machine, the date, the load average before and after, and every
 command are printed: on a shared machine the figures are "under load".
 """
@@ -46,34 +45,22 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data" / "pythia-evals"
-SUBSET = REPO / "tests" / "data" / "pythia_evals.parquet"
 TARGETS = {"demo": 20.0, "pythia4": 30.0, "pythia16": 60.0, "unchanged": 10.0}
 
 
 # -- stores ---------------------------------------------------------------------------------------
 def rebuild_pythia_json(root: Path) -> Path:
-    """lm-eval JSON files ``pythia-<size>/zero-shot/<size>_step<N>.json`` from the committed
-    subset (the same rebuild as tests/conftest.py's ``write_pythia_evals``)."""
-    df = pd.read_parquet(SUBSET)
-    for (size, step), g in df.groupby(["size", "step"], observed=True, sort=True):
-        results: dict = {}
-        versions: dict = {}
-        for task, metric, value, version in g[["task", "metric", "value", "version"]].itertuples(
-            index=False
-        ):
-            results.setdefault(task, {})[metric] = value
-            versions[task] = int(version)
-        doc = {"results": results, "versions": versions, "config": json.loads(g["config"].iloc[0])}
-        out = root / f"pythia-{size}" / "zero-shot" / f"{size}_step{step}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(doc))
-    return root
+    """lm-eval JSON files ``pythia-<size>/zero-shot/<size>_step<N>.json`` rebuilt from the
+    committed subset by the test suite's own function (one rebuild, in tests/conftest.py)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import write_pythia_evals
+
+    return write_pythia_evals(root)
 
 
 def pythia4_store(work: Path) -> tuple[Path, str]:
     store = work / "pythia4.duckdb"
-    src = SHARED if SHARED.is_dir() else rebuild_pythia_json(work / "pythia-json")
+    src = rebuild_pythia_json(work / "pythia-json")
     if not store.exists():
         cmd = [str(REPO / ".venv/bin/ckpt"), "import", str(src), "--store", str(store)]
         subprocess.run(cmd, check=True, capture_output=True, text=True)

@@ -1,7 +1,9 @@
 """Agreement with lm-evaluation-harness 0.4 on the same model, prompts and choices (float32, CPU).
 
 Our kshot prompts (3 shots) are exported to lm-eval's task format and run at num_fewshot 0 with
-``logits_cache=False`` (its logits cache mis-scores some requests; see notes/lm-eval-peer.md).
+``logits_cache=False``: lm-eval's logits cache shares one forward pass among requests whose
+tokens differ only in the last one, and reads wrong positions for the shorter of two such
+requests when their continuations differ in length.
 """
 
 from __future__ import annotations

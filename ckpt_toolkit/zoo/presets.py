@@ -50,7 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.01,
     "corpus_chars": 1_000_000,
     "dtype": "float32",
-    "threads": 1,  # torch threads per variant (see parallel.py for why 1)
+    "threads": 1,  # torch threads per variant (docs/threads.md)
     "device": "cpu",  # cpu, cuda or auto (cuda when available)
 }
 
