@@ -229,6 +229,9 @@ def test_pairwise_tables_hit_and_warnings_again(tmp_path, monkeypatch):
         i2, r2 = C.pairwise_tables(store, **kw)
     assert len(calls) == 1
     assert [str(w.message) for w in w2] == [str(w.message) for w in w1]
+    # read back, each warning keeps its category (the demo and CLI print PairwiseWarning)
+    assert [w.category for w in w2] == [w.category for w in w1]
+    assert any(issubclass(w.category, pairwise.PairwiseWarning) for w in w2)
     assert i2.targets == i1.targets and [t.split(":")[-1] for t in i1.targets] == ["sciq"]
     assert i2.proxies == i1.proxies and i2.stand_in is i1.stand_in is True
     assert r2.summary == json.loads(json.dumps(r1.summary))

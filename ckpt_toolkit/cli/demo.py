@@ -16,6 +16,16 @@ import typer
 DEMO_PROBE_ITEMS = 64
 
 
+def _proxies_report_defaults() -> dict:
+    """The proxies notebook's declared defaults of the pairwise analysis (one source: the
+    notebook), so the demo's analysis and the report share one cache entry."""
+    from ..reports import declared_parameters, notebooks_dir
+
+    declared = declared_parameters(notebooks_dir() / "proxies.ipynb")
+    names = ("pool", "targets", "proxies", "fallback_targets", "classifier", "n_splits", "n_boot")
+    return {n: declared[n].default for n in (*names, "seed")}
+
+
 def run_demo(
     preset: str,
     zoo: Path,
@@ -27,11 +37,11 @@ def run_demo(
 ) -> dict[str, float]:
     """Run every stage; returns the wall time of each stage in seconds. ``threads``: torch
     threads of the zoo, probe and fine-tune stages (None/"auto": docs/threads.md)."""
-    from ..analysis import dynamics, pairwise
+    from ..analysis import pairwise
     from ..finetune import run_finetune
     from ..probes import run_probes
     from ..reports import run_reports
-    from ..store import ResultsStore
+    from ..reports.cache import dynamics_tables, pairwise_tables
     from ..zoo import train_zoo
 
     work = work or store.parent
@@ -60,13 +70,16 @@ def run_demo(
         typer.secho(report.summary(), fg="yellow", err=True)
 
     t = stage("analyses: capability dynamics and pairwise proxy evaluation")
-    st = ResultsStore(store, read_only=True)
-    df = st.to_pandas()
-    dynamics.run_dynamics(df, work / "dynamics")
+    # through the report cache, with the report notebooks' default parameters, so the reports
+    # below read these tables instead of computing them again (docs/reports.md)
+    out = work / "dynamics"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, table in dynamics_tables(store, x="tokens").items():
+        table.to_csv(out / f"{name}.csv", index=False)
     # the same inputs and defaults as `ckpt pairwise --store` and the proxies report
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pairwise.PairwiseWarning)
-        _, result = pairwise.evaluate_store(df, st.checkpoints(), source=str(store), progress=False)
+        _, result = pairwise_tables(store, **_proxies_report_defaults(), progress=False)
     for w in caught:  # printed like `ckpt pairwise` prints them, not as Python warnings
         if issubclass(w.category, pairwise.PairwiseWarning):
             typer.secho(f"pairwise warning: {w.message}", fg="yellow", err=True)

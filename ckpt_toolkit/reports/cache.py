@@ -450,8 +450,11 @@ def _pairwise_objects(got: Cached) -> tuple[Any, Any]:
         summary=meta["summary"],
     )
     inputs = PairwiseInputs(table=f["inputs.table"], signal=f["inputs.signal"], **meta["inputs"])
+    from ..analysis.pairwise import PairwiseWarning
+
+    known = {"PairwiseWarning": PairwiseWarning}  # the analysis's own category, kept on reuse
     for category, message in meta.get("warnings", []):
-        cls = getattr(builtins, category, UserWarning)
+        cls = known.get(category) or getattr(builtins, category, UserWarning)
         cls = cls if isinstance(cls, type) and issubclass(cls, Warning) else UserWarning
         warnings.warn(message, cls, stacklevel=3)
     return inputs, result
