@@ -26,6 +26,10 @@ FEATURES = ("diff", "prod", "i", "j")
 MIN_TRAIN_MODELS = 5
 #: fewest models on the test side of a split for the comparator to be scored (3 pairs)
 MIN_TEST_MODELS = 3
+#: default cap on the comparator's training pairs per fit (unordered; each enters in both
+#: orientations): a train side of up to 63 models (a pool of about 105 at 60/40) has fewer
+#: pairs and is never sampled; larger pools train on a seeded sample of this many pairs
+MAX_TRAIN_PAIRS = 2000
 
 
 def split_sizes(n: int, train_frac: float = 0.6) -> tuple[int, int]:
@@ -106,6 +110,20 @@ def pairs_within(
     return ii, jj
 
 
+def sample_pairs(
+    ii: np.ndarray, jj: np.ndarray, max_pairs: int | None, seed: int | Sequence[int] = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_pairs`` of the pairs (ii[k], jj[k]): all of them (unchanged) when there are
+    no more than that, else a seeded uniform sample without replacement, kept in the pairs'
+    original order. ``max_pairs`` None: no cap."""
+    if max_pairs is None or len(ii) <= max_pairs:
+        return ii, jj
+    if max_pairs < 1:
+        raise ParameterError(f"max_train_pairs must be at least 1, not {max_pairs}")
+    keep = np.sort(np.random.default_rng(seed).choice(len(ii), size=max_pairs, replace=False))
+    return ii[keep], jj[keep]
+
+
 class PairwiseComparator:
     """The learned pairwise comparator.
 
@@ -156,9 +174,14 @@ class PairwiseComparator:
         t: np.ndarray,
         min_gap: float = 0.0,
         allowed: np.ndarray | None = None,
+        *,
+        max_pairs: int | None = None,
+        pair_seed: int | Sequence[int] = 0,
     ) -> PairwiseComparator:
         """Train on all valid pairs of the given models (rows of ``P``, targets ``t``), in both
-        orientations: label 1 for (i, j) when t_i > t_j."""
+        orientations: label 1 for (i, j) when t_i > t_j. With more than ``max_pairs`` valid
+        pairs, on a sample of ``max_pairs`` of them (:func:`sample_pairs`, seeded by
+        ``pair_seed``)."""
         P = np.asarray(P, dtype=float)
         t = np.asarray(t, dtype=float)
         self.mu_ = P.mean(axis=0)
@@ -168,6 +191,8 @@ class PairwiseComparator:
         ii, jj = pairs_within(np.arange(len(t)), t, min_gap, allowed)
         if len(ii) == 0:
             raise ParameterError("no training pair has a target gap above min_gap")
+        ii, jj = sample_pairs(ii, jj, max_pairs, pair_seed)
+        self.n_train_pairs_ = len(ii)
         X = np.vstack([pair_features(Z, ii, jj), pair_features(Z, jj, ii)])
         y = np.concatenate([(t[ii] > t[jj]), (t[jj] > t[ii])]).astype(int)
         self.model_ = self._make().fit(X, y)

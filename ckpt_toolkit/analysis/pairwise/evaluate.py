@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ParameterError
+from ...threads import parse_threads
 from . import steps
-from .compare import CLASSIFIERS, comparator_skip_reason
+from .compare import CLASSIFIERS, MAX_TRAIN_PAIRS, comparator_skip_reason
 from .core import check_target_ties, check_ties
 from .inputs import PairwiseInputs, default_ppl_proxy, pairwise_inputs, prepare_table, warn_all
 from .signal import SIGNAL_COLUMNS, mark_ground_truth
@@ -133,6 +134,8 @@ def evaluate_pairwise(
     transfer: bool = True,
     signal: pd.DataFrame | None = None,
     progress: bool = True,
+    max_train_pairs: int | None = MAX_TRAIN_PAIRS,
+    threads: int | str | None = None,
 ) -> PairwiseResult:
     """Evaluate proxies and the learned comparator on predicting pairwise fine-tuning order.
 
@@ -167,7 +170,12 @@ def evaluate_pairwise(
         transfer: compute the cross-target transfer matrix.
         signal: :func:`.signal.ground_truth_signal` of the targets; proxy and comparator rows of
             a target whose ground truth is within noise get ``meaningful`` = False.
-        progress: tqdm bar over splits.
+        progress: tqdm bar over the comparator's fits.
+        max_train_pairs: at most this many training pairs per comparator fit (a seeded sample
+            of the train side's valid pairs when it has more; None: every pair). The default
+            (:data:`.compare.MAX_TRAIN_PAIRS`) leaves pools of up to about 105 models untouched.
+        threads: worker threads for the comparator's fits (``auto``/None: the policy of
+            :mod:`ckpt_toolkit.threads`); the results do not depend on it.
     """
     check_ties(ties)
     check_target_ties(target_ties)
@@ -176,6 +184,11 @@ def evaluate_pairwise(
     if baseline is not None and baseline not in CLASSIFIERS:
         raise ParameterError(f"baseline must be one of {CLASSIFIERS} or None, not {baseline!r}")
     _check_numbers(min_gap, n_splits, train_frac, n_boot, gap_quantiles, topk, z_max)
+    if max_train_pairs is not None and not max_train_pairs >= 1:
+        raise ParameterError(
+            f"max_train_pairs (--max-train-pairs) must be at least 1 or None, not {max_train_pairs}"
+        )
+    parse_threads(threads)
     prep = prepare_table(
         table, targets, proxies, invert=invert, combine=combine, model_col=model_col,
         z_max=z_max, drop_flagged=drop_flagged, auto_combine=auto_combine,
@@ -204,7 +217,7 @@ def evaluate_pairwise(
         if skip
         else steps.fit_comparators(
             data, splits, classifiers=classifiers, seed=seed, transfer=transfer,
-            progress=progress,
+            progress=progress, max_train_pairs=max_train_pairs, threads=threads,
         )
     )  # fmt: skip
     records = steps.split_records(data, splits, fits)
@@ -236,7 +249,7 @@ def evaluate_pairwise(
             baseline=baseline, n_splits=len(splits), train_frac=train_frac, seed=seed,
             n_boot=n_boot, invert=list(invert or ()), gap_quantiles=gap_quantiles,
             topk=list(topk), z_max=z_max, drop_flagged=drop_flagged, group_col=group_col,
-            model_col=prep.model_col,
+            model_col=prep.model_col, max_train_pairs=max_train_pairs,
         ),
         n_input=len(table),
         comparator={"fitted": not skip, "reason": skip},

@@ -26,13 +26,14 @@ step                     table
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .compare import PairwiseComparator, model_splits, pairs_within
+from .compare import MAX_TRAIN_PAIRS, PairwiseComparator, model_splits, pairs_within
 from .core import (
     bootstrap_accuracy,
     bootstrap_weights,
@@ -290,28 +291,61 @@ def fit_comparators(
     seed: int = 0,
     transfer: bool = True,
     progress: bool = False,
+    max_train_pairs: int | None = MAX_TRAIN_PAIRS,
+    threads: int | str | None = None,
 ) -> list[ComparatorFit]:
     """Train a comparator per split × source target × classifier on the split's train models
     (pairs within the train side, both orientations) and predict every test pair. The first
-    classifier is the main one: with ``transfer`` its fits are scored on every target."""
+    classifier is the main one: with ``transfer`` its fits are scored on every target.
+
+    A train side with more than ``max_train_pairs`` valid pairs trains on a seeded sample of
+    that many (:func:`.compare.sample_pairs`, seeded by (seed, split, target); every classifier
+    of a split and target sees the same pairs). The split × target units run on ``threads``
+    worker threads (:func:`ckpt_toolkit.threads.resolve_threads`; each fit itself is
+    single-threaded), collected in order: the fits do not depend on the thread count."""
     from threadpoolctl import threadpool_limits
 
+    from ...threads import resolve_threads
+
     P = data.proxy_matrix()
+    units = [
+        (s, ti, src)
+        for s in splits
+        for ti, src in enumerate(data.targets)
+        if len(pairs_within(s.train, data.values(src), data.min_gap, data.allowed)[0])
+    ]
+
+    def fit_unit(unit: tuple[Split, int, str]) -> list[ComparatorFit]:
+        s, ti, src = unit
+        t = data.values(src)
+        out = []
+        for k, clf in enumerate(classifiers):
+            comp = PairwiseComparator(clf, seed=seed + s.index).fit(
+                P[s.train], t[s.train], data.min_gap, data.allowed[np.ix_(s.train, s.train)],
+                max_pairs=max_train_pairs, pair_seed=(seed, s.index, ti),
+            )  # fmt: skip
+            dests = list(data.targets) if (transfer and k == 0) else [src]
+            f = comp.predict_proba(P, s.I, s.J)
+            out.append(ComparatorFit(s.index, src, clf, comp.importance(), f, dests))
+        return out
+
+    workers = resolve_threads(threads, cap=max(1, len(units))) if len(units) > 1 else 1
+    bar = tqdm(total=len(units), desc="pairwise fits", disable=not progress)
     fits: list[ComparatorFit] = []
     # tiny linear-algebra problems: BLAS threads only add overhead and oversubscribe cores
-    with threadpool_limits(limits=1):
-        for s in tqdm(splits, desc="pairwise splits", disable=not progress):
-            for src in data.targets:
-                t = data.values(src)
-                if len(pairs_within(s.train, t, data.min_gap, data.allowed)[0]) == 0:
-                    continue
-                for k, clf in enumerate(classifiers):
-                    comp = PairwiseComparator(clf, seed=seed + s.index).fit(
-                        P[s.train], t[s.train], data.min_gap, data.allowed[np.ix_(s.train, s.train)]
-                    )
-                    dests = list(data.targets) if (transfer and k == 0) else [src]
-                    f = comp.predict_proba(P, s.I, s.J)
-                    fits.append(ComparatorFit(s.index, src, clf, comp.importance(), f, dests))
+    with threadpool_limits(limits=1), bar:
+        if workers <= 1:
+            results: Iterator[list[ComparatorFit]] = map(fit_unit, units)
+        else:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pairwise-fit")
+            results = pool.map(fit_unit, units)
+        try:
+            for unit_fits in results:
+                fits.extend(unit_fits)
+                bar.update(1)
+        finally:
+            if workers > 1:
+                pool.shutdown(cancel_futures=True)
     return fits
 
 
@@ -424,14 +458,20 @@ def gap_quantiles(
     the pool): test pairs pooled over splits for proxies and comparators (trained on the same
     target); without splits, proxies over all pairs. Columns: ``COLUMNS["gap_quantiles"]``."""
     edges = {t: _gap_edges(data, t, q) for t in data.targets}
-    chunks: list[pd.DataFrame] = []
+    # per (target, method): credit sum and pair count per bin, accumulated with bincount
+    sums: dict[tuple[str, str], np.ndarray] = {}
+    counts: dict[tuple[str, str], np.ndarray] = {}
 
     def add(t: str, method: str, ii, jj, credit, keep) -> None:
         gap = np.abs(data.values(t)[ii] - data.values(t)[jj])
         b = np.digitize(gap, edges[t][1:-1], right=True)
         keep = keep.astype(bool)
-        chunks.append(pd.DataFrame({"target": t, "method": method, "bin": b[keep],
-                                    "credit": credit[keep]}))  # fmt: skip
+        nb = len(edges[t])
+        key = (t, method)
+        if key not in sums:
+            sums[key], counts[key] = np.zeros(nb), np.zeros(nb, dtype=np.int64)
+        sums[key] += np.bincount(b[keep], weights=credit[keep], minlength=nb)
+        counts[key] += np.bincount(b[keep], minlength=nb)
 
     by_split = {s.index: s for s in splits}
     for _, t, p, ii, jj, c, k in _proxy_test_credits(data, splits):
@@ -449,15 +489,16 @@ def gap_quantiles(
             for p in data.all_proxies:
                 credit, mask = data.credit(p, t)
                 add(t, f"proxy:{p}", ii, jj, credit[ii, jj], mask[ii, jj])
-    if not chunks:
+    rows = [
+        (t, method, b, sums[(t, method)][b] / n, int(n))
+        for (t, method), cnt in counts.items()
+        for b, n in enumerate(cnt)
+        if n > 0
+    ]
+    if not rows:
         return empty("gap_quantiles")
-    g = pd.concat(chunks, ignore_index=True)
-    agg = (
-        g.groupby(["target", "method", "bin"], sort=False)
-        .agg(accuracy=("credit", "mean"), n_pairs=("credit", "size"))
-        .reset_index()
-        .sort_values(["target", "method", "bin"], kind="stable")
-    )
+    agg = pd.DataFrame(rows, columns=["target", "method", "bin", "accuracy", "n_pairs"])
+    agg = agg.sort_values(["target", "method", "bin"], kind="stable")
     agg["pairs"] = pairs
     agg["quantile"] = agg["bin"].astype(int) + 1
     agg["gap_low"] = [edges[t][b] for t, b in zip(agg["target"], agg["bin"])]
