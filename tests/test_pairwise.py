@@ -433,3 +433,96 @@ def test_ground_truth_signal_matches_a_hand_computation():
     assert bool(acc.loc["sft:flat", "meaningful"]) is False
     assert bool(acc.loc["sft:wide", "meaningful"]) is True
     assert res.summary["per_target"]["sft:flat"]["ground_truth"] == "within noise"
+
+
+# -- large pools: the comparator's training-pair cap and worker threads ----------------------
+def test_sample_pairs_is_a_seeded_subset_in_order():
+    from ckpt_toolkit.analysis.pairwise.compare import sample_pairs
+
+    ii, jj = pairs_within(np.arange(30))  # 435 pairs
+    a = sample_pairs(ii, jj, 100, (0, 1, 2))
+    pairs = list(zip(*a))
+    assert len(pairs) == len(set(pairs)) == 100
+    assert set(pairs) <= set(zip(ii, jj))
+    rank = {p: k for k, p in enumerate(zip(ii, jj))}
+    assert [rank[p] for p in pairs] == sorted(rank[p] for p in pairs)  # original order kept
+    b = sample_pairs(ii, jj, 100, (0, 1, 2))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    c = sample_pairs(ii, jj, 100, (0, 1, 3))
+    assert set(zip(*c)) != set(pairs)
+    same = sample_pairs(ii, jj, 435, 0)
+    assert same[0] is ii and same[1] is jj
+    with pytest.raises(ParameterError, match="max_train_pairs"):
+        sample_pairs(ii, jj, 0, 0)
+
+
+def test_comparator_trains_on_at_most_max_pairs():
+    df = random_table(n=20)
+    P, t = df[["anti", "noise", "good"]].to_numpy(), df["sft:a"].to_numpy()
+    assert PairwiseComparator("logreg").fit(P, t).n_train_pairs_ == 190
+    assert PairwiseComparator("logreg").fit(P, t, max_pairs=50).n_train_pairs_ == 50
+
+
+def test_below_the_cap_results_equal_the_uncapped_computation():
+    df = random_table(n=16)  # 60/40: 10 train models, 45 training pairs per split
+    capped = evaluate_pairwise(df, ["sft:a", "sft:b"], ["anti", "noise", "good"], **FAST)
+    at_cap = evaluate_pairwise(
+        df, ["sft:a", "sft:b"], ["anti", "noise", "good"], max_train_pairs=45, **FAST
+    )
+    uncapped = evaluate_pairwise(
+        df, ["sft:a", "sft:b"], ["anti", "noise", "good"], max_train_pairs=None, **FAST
+    )
+    for name, frame in uncapped.frames().items():
+        pd.testing.assert_frame_equal(capped.frames()[name], frame, check_exact=True)
+        pd.testing.assert_frame_equal(at_cap.frames()[name], frame, check_exact=True)
+
+
+def test_above_the_cap_results_are_seeded_and_independent_of_threads():
+    df = random_table(n=24)  # 60/40: 14 train models, 91 training pairs per split
+    proxies = ["anti", "noise", "good"]
+    kw = dict(FAST, max_train_pairs=40)  # 3 splits x 2 targets: 6 units on the worker threads
+    one = evaluate_pairwise(df, ["sft:a", "sft:b"], proxies, threads=1, **kw)
+    two = evaluate_pairwise(df, ["sft:a", "sft:b"], proxies, threads=2, **kw)
+    for name, frame in one.frames().items():
+        pd.testing.assert_frame_equal(two.frames()[name], frame, check_exact=True)
+    assert one.summary["config"]["max_train_pairs"] == 40
+    kw = dict(FAST, n_splits=1, max_train_pairs=40, classifier="logreg", baseline=None)
+    one = evaluate_pairwise(df, ["sft:b"], proxies, **kw)
+    # the fit is the documented one: the split's train models, 40 pairs seeded (seed, split,
+    # target index), and it differs from the fit on all 91 pairs
+    train = one.splits.loc[one.splits.side == "train", "model"]
+    rows = df.set_index("model").loc[train]
+    P, t = rows[proxies].to_numpy(), rows["sft:b"].to_numpy()
+    expect = PairwiseComparator("logreg", seed=0).fit(P, t, max_pairs=40, pair_seed=(0, 0, 0))
+    got = one.importance.set_index("proxy").loc[proxies, "importance_mean"].to_numpy()
+    np.testing.assert_allclose(got, expect.importance(), rtol=1e-12)
+    full = PairwiseComparator("logreg", seed=0).fit(P, t).importance()
+    assert not np.allclose(got, full, rtol=1e-6)
+
+
+def test_max_train_pairs_and_threads_are_checked():
+    df = random_table()
+    with pytest.raises(ParameterError, match="max_train_pairs"):
+        evaluate_pairwise(df, ["sft:a"], ["good"], max_train_pairs=0, **FAST)
+    with pytest.raises(ParameterError, match="threads"):
+        evaluate_pairwise(df, ["sft:a"], ["good"], threads="many", **FAST)
+
+
+def test_gap_quantiles_match_a_pair_by_pair_count():
+    df = random_table(n=12)
+    res = evaluate_pairwise(df, ["sft:b"], ["noise"], **FAST)
+    t, p = df["sft:b"].to_numpy(), df["noise"].to_numpy()
+    all_gaps = [abs(t[i] - t[j]) for i, j in itertools.combinations(range(12), 2)]
+    edges = np.unique(np.quantile(all_gaps, np.linspace(0, 1, 5)))
+    credit: dict[int, list[float]] = {}
+    pos = {m: k for k, m in enumerate(df["model"])}
+    for _, side in res.splits[res.splits.side == "test"].groupby("split"):
+        test = sorted(pos[m] for m in side["model"])
+        for i, j in itertools.combinations(test, 2):
+            b = int(np.searchsorted(edges[1:-1], abs(t[i] - t[j]), side="left"))
+            ok = 0.5 if p[i] == p[j] else float((p[i] > p[j]) == (t[i] > t[j]))
+            credit.setdefault(b, []).append(ok)
+    got = res.gap_quantiles[res.gap_quantiles.method == "proxy:noise"]
+    assert got["quantile"].tolist() == [b + 1 for b in sorted(credit)]
+    assert got["n_pairs"].tolist() == [len(credit[b]) for b in sorted(credit)]
+    np.testing.assert_allclose(got["accuracy"], [np.mean(credit[b]) for b in sorted(credit)])
