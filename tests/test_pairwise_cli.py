@@ -360,8 +360,32 @@ def test_cli_defaults_are_the_api_defaults():
     rename = {"splits": "n_splits"}
     for name in ("splits", "train_frac", "seed", "classifier", "baseline", "ties",
                  "target_ties", "min_gap", "n_boot", "z_max", "drop_flagged", "model_col",
-                 "group_col", "ppl_proxy"):  # fmt: skip
+                 "group_col", "ppl_proxy", "max_train_pairs"):  # fmt: skip
         assert cli[name] == api[rename.get(name, name)], name
+    assert cli["threads"] == "auto" and api["threads"] is None  # both: the threads policy
     assert cli["no_transfer"] is (not api["transfer"])
     assert cli["no_auto_combine"] is (not api["auto_combine"])
     assert cli["pool"] == inspect.signature(pairwise_inputs).parameters["pool"].default
+
+
+def test_cli_max_train_pairs_and_threads(tmp_path):
+    rng = np.random.default_rng(1)
+    t = rng.normal(size=12)
+    df = pd.DataFrame({"model": [f"m{i}" for i in range(12)], "good": t + rng.normal(size=12),
+                       "noise": rng.normal(size=12), "sft:a": t})  # fmt: skip
+    csv = tmp_path / "m.csv"
+    df.to_csv(csv, index=False)
+    base = ["pairwise", "--table", str(csv), "--splits", "2", "--n-boot", "5", "--classifier",
+            "logreg", "--baseline", "none", "--no-progress"]  # fmt: skip
+    imp = {}
+    for cap, threads in (("5", "2"), ("0", "1")):
+        out = tmp_path / f"o{cap}"
+        args = ["--max-train-pairs", cap, "--threads", threads, "--out", str(out)]
+        assert main(base + args) == 0
+        config = json.loads((out / "summary.json").read_text())["config"]
+        assert config["max_train_pairs"] == (int(cap) or None)
+        imp[cap] = pd.read_csv(out / "importance.csv")["importance_mean"].to_numpy()
+    # 7 train models have 21 pairs: 5 of them train another comparator than all 21
+    assert not np.allclose(imp["5"], imp["0"])
+    assert main(base + ["--threads", "many", "--out", str(tmp_path / "x")]) == 2
+    assert main(base + ["--max-train-pairs", "-1", "--out", str(tmp_path / "x")]) == 2

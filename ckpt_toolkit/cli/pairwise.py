@@ -88,6 +88,17 @@ def pairwise_cmd(
         help="Pair only models sharing this column's value (e.g. params: fixed model size).",
     ),
     no_transfer: bool = typer.Option(False, "--no-transfer", help="Skip the cross-target matrix."),
+    max_train_pairs: int = typer.Option(
+        2000,
+        "--max-train-pairs",
+        help="Training pairs per comparator fit: a seeded sample of this many when a split's "
+        "train side has more (0: every pair).",
+    ),
+    threads: str = typer.Option(
+        "auto",
+        "--threads",
+        help="Worker threads for the comparator's fits: auto (docs/threads.md) or N.",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Pairwise accuracy of proxies vs post-fine-tuning scores, and the learned comparator.
@@ -133,6 +144,8 @@ def pairwise_cmd(
         group_col=group_col,
         transfer=not no_transfer,
         progress=progress,
+        max_train_pairs=max_train_pairs or None,
+        threads=threads,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PairwiseWarning)
