@@ -102,32 +102,42 @@ def _same_split_pool(split: dict[str, str], answer: dict[str, str], key: str) ->
 
 
 def capitals(rng: random.Random, facts: Facts) -> list[dict]:
+    """Per country: its capital, and the country of each of its cities (the capital included;
+    wiki articles state "<city> is a city in <country>."), all multiple choice, all in the
+    country's split: a few countries give several items each, so the test split's standard
+    error is not that of 19 items (the quick world)."""
     split = assign_splits(rng, [c["name"] for c in facts.countries])
     answer = {c["name"]: c["capital"] for c in facts.countries}
+    country = {c["name"]: c["name"] for c in facts.countries}
     out = []
     for c in facts.countries:
         choices, gold = _mc(rng, c["capital"], _same_split_pool(split, answer, c["name"]))
         ctx = f"Question: What is the capital of {c['name']}?\nAnswer:"
         it = _item("capitals", c["name"], ctx, gold, choices, [capital_sentence(c)])
         out.append({**it, "split": split[c["name"]]})
+        for city in c["cities"]:
+            choices, gold = _mc(rng, c["name"], _same_split_pool(split, country, c["name"]))
+            ctx = f"Question: In which country is {city}?\nAnswer:"
+            said = (
+                capital_sentence(c) if city == c["capital"] else f"{city} is a city in {c['name']}."
+            )
+            it = _item("capitals", c["name"], ctx, gold, choices, [said])
+            out.append({**it, "split": split[c["name"]]})
     return out
 
 
 def birthplaces(rng: random.Random, facts: Facts) -> list[dict]:
+    """Multiple choice among cities that are birthplaces in the same split (as a generation
+    task every quick model scored 0-2% after SFT: a floor that separates nothing)."""
     split = assign_splits(rng, [p["name"] for p in facts.people])
-    return [
-        {
-            **_item(
-                "birthplaces",
-                p["name"],
-                f"Question: In which city was {p['name']} born?\nAnswer:",
-                p["city"],
-                evidence=[birthplace_sentence(p)],
-            ),
-            "split": split[p["name"]],
-        }
-        for p in facts.people
-    ]
+    answer = {p["name"]: p["city"] for p in facts.people}
+    out = []
+    for p in facts.people:
+        choices, gold = _mc(rng, p["city"], _same_split_pool(split, answer, p["name"]))
+        ctx = f"Question: In which city was {p['name']} born?\nAnswer:"
+        it = _item("birthplaces", p["name"], ctx, gold, choices, [birthplace_sentence(p)])
+        out.append({**it, "split": split[p["name"]]})
+    return out
 
 
 def professions(rng: random.Random, facts: Facts) -> list[dict]:
