@@ -179,9 +179,12 @@ def test_knowledge_answers_are_stated_in_the_corpus(written, corpus_text):
             stated = set(re.findall(rf"An? {m.group(1)} is an? (\w+)\.", corpus_text))
             assert stated == {it.answer.strip()}
             continue
-        cat = re.search(r"Which of these is an? (\w+)\?", it.context).group(1)
-        members = set(re.findall(rf"An? (\w+) is an? {cat}\.", corpus_text))
-        assert [c.strip() in members for c in it.choices] == [i == it.gold for i in range(4)]
+        cat, negated = re.search(r"Which of these is an? (\w+)\?", it.context), False
+        if cat is None:  # "Which of these is not a C?": the member of another category
+            cat, negated = re.search(r"Which of these is not an? (\w+)\?", it.context), True
+        members = set(re.findall(rf"An? (\w+) is an? {cat.group(1)}\.", corpus_text))
+        is_member = [c.strip() in members for c in it.choices]
+        assert is_member == [(i == it.gold) != negated for i in range(4)], it.id
 
 
 def test_biggest_follows_from_stated_comparisons(written, corpus_text):

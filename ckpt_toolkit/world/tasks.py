@@ -152,9 +152,10 @@ def professions(rng: random.Random, facts: Facts) -> list[dict]:
 
 
 def category(rng: random.Random, facts: Facts) -> list[dict]:
-    """Two questions per member (which of four things is a <category>; what kind of thing a
-    member is); both items of a member are in the same split, and distractor members come
-    from that split only."""
+    """Three questions per member (which of four things is a <category>; what kind of thing a
+    member is; which of four things is not a <category>, the member among three of another
+    category); all items of a member are in the same split, and the other members named
+    come from that split only."""
     member_cat = {m: c for c, ms in CATEGORIES.items() for m in ms}
     split = assign_splits(rng, list(member_cat))
     out = []
@@ -171,6 +172,16 @@ def category(rng: random.Random, facts: Facts) -> list[dict]:
         choices, gold = _mc(rng, cat, sorted(CATEGORIES))
         ctx = f"Question: What kind of thing is {article(m)} {m}?\nAnswer:"
         out.append({**_item("category", m, ctx, gold, choices, evidence), "split": split[m]})
+        # the odd one out: m among three members of one other category (same split)
+        other = rng.choice(sorted({member_cat[x] for x in others}))
+        pool = [x for x in others if member_cat[x] == other]
+        if len(pool) >= 3:
+            group = rng.sample(sorted(pool), 3) + [m]
+            rng.shuffle(group)
+            ctx = f"Question: Which of these is not {article(other)} {other}?\nAnswer:"
+            choices = [" " + x for x in group]
+            it = _item("category", m, ctx, group.index(m), choices, evidence)
+            out.append({**it, "split": split[m]})
     return out
 
 
