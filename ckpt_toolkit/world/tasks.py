@@ -271,7 +271,9 @@ def code_output(rng: random.Random) -> dict:
 
 
 def code_value(rng: random.Random) -> dict:
-    lines, env = make_program(rng, rng.randint(1, 2), loop=True)
+    """Graded: half the programs end in a small loop, half are 1-2 straight-line assignments
+    (a model that only copies a stated value gets some of those right)."""
+    lines, env = make_program(rng, rng.randint(1, 2), loop=rng.random() < 0.5)
     v = rng.choice(sorted(env))
     prog = "\n".join(lines)
     choices = [str(env[v])] + rng.sample(_numeric_distractors(rng, env[v]), 3)
