@@ -71,3 +71,37 @@ def smoke_zoo(tmp_path_factory) -> Path:
     from ckpt_toolkit.zoo import train_zoo
 
     return train_zoo("smoke", tmp_path_factory.mktemp("zoo") / "smoke", progress=False)
+
+
+#: modules whose tests execute notebooks, start Ray clusters or build a wheel: the slow tier
+SLOW_MODULES = {
+    "test_notebooks",
+    "test_reports",
+    "test_report_explorer",
+    "test_ray_executor",
+    "test_ray_probes",
+    "test_finetune_zoo",
+    "test_packaging",
+}
+#: fixtures that train a zoo or start a Ray cluster once per session
+SLOW_FIXTURES = {"smoke_zoo", "ray_cluster"}
+#: single tests that kill processes, hold locks for seconds or start a kernel
+SLOW_TESTS = {
+    "test_resume_after_kill_9",
+    "test_lock_that_never_frees_keeps_the_rows",
+    "test_locked_store_waits_with_a_message_then_writes",
+    "test_probe_sweep_keeps_rows_when_the_lock_outlives_the_wait",
+    "test_probe_sweep_waits_for_a_locked_store",
+    "test_successful_report_prints_no_kernel_noise",
+    "test_successful_probe_prints_nothing_on_stderr",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """`make test-fast` (`-m "not slow"`) leaves out whole slow modules and every test that
+    needs a trained zoo, besides the tests marked slow by hand; `make test` runs them all."""
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if module in SLOW_MODULES or SLOW_FIXTURES & fixtures or item.originalname in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
