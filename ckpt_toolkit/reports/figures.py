@@ -18,9 +18,16 @@ import pandas as pd
 
 def setup(dpi: int = 110) -> None:
     """Seaborn theme with readable fonts; inline figures as embedded PNG."""
+    import warnings
+
     import matplotlib as mpl
     import seaborn as sns
 
+    # seaborn's heatmap calls Colormap.set_bad, which matplotlib marks as pending deprecation:
+    # a library-internal notice that would otherwise print inside the HTML report
+    warnings.filterwarnings(
+        "ignore", message="The set_bad function", category=PendingDeprecationWarning
+    )
     sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
     mpl.rcParams.update(
         {
