@@ -1,8 +1,8 @@
-"""How `ckpt pairwise --store` scales with the rows of a store.
+"""How the pairwise analysis scales: with the rows of a store, and with the models of a pool.
 
-Builds synthetic tidy stores of about 100k and 1M rows (runs × checkpoints × ppl / sc_ppl /
-k-shot rows, fine-tuning rows with standard errors on each run's final checkpoint) in memory and
-times each stage of the pairwise path:
+**Rows** (``--rows``): builds synthetic tidy stores of about 100k and 1M rows (runs × checkpoints
+× ppl / sc_ppl / k-shot rows, fine-tuning rows with standard errors on each run's final
+checkpoint) in memory and times each stage of the pairwise path:
 
 * ``inputs``   — :func:`pairwise_inputs`: rows → per-model table, targets, proxies (row-bound);
 * ``signal``   — :func:`ground_truth_signal` over the whole store (row-bound);
@@ -11,26 +11,45 @@ times each stage of the pairwise path:
 * ``table_all`` — the per-model table of every checkpoint (``pool="all"``), the row-bound worst
   case.
 
+**Models** (``--models``): a synthetic per-model table of n models (6 proxies, 3 targets, as the
+Pythia reports have) analysed with the proxies notebook's parameters (20 splits, 200 bootstrap
+resamples, xgboost + logreg), with the comparator's training pairs capped (the default) and,
+with ``--uncapped``, on every pair; prints the seconds, the CPU seconds and the comparator's
+held-out accuracy both ways. ``--store PATH`` does the same on a results store (``pool=targets``,
+the notebook's stand-in targets when it holds no fine-tuning rows), e.g. the 16-run × 27-checkpoint
+Pythia store that ``benchmarks/reports_speed.py`` builds.
+
 Usage::
 
-    python benchmarks/pairwise_scale.py            # 100k and 1M rows
+    python benchmarks/pairwise_scale.py                       # 100k and 1M rows
     python benchmarks/pairwise_scale.py --rows 100000
+    python benchmarks/pairwise_scale.py --rows --models 108 216 432 [--uncapped] [--threads 1]
+    python benchmarks/pairwise_scale.py --rows --store pythia16.duckdb --uncapped
+
+On a shared machine the figures are "under load": the load average is printed with them.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
+import warnings
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
 from ckpt_toolkit.analysis.pairwise import (
     evaluate_pairwise,
+    evaluate_store,
     ground_truth_signal,
     model_table_from_store,
     pairwise_inputs,
 )
+
+#: the proxies notebook's parameters (notebooks/proxies.ipynb)
+NOTEBOOK = dict(classifier="xgboost", n_splits=20, n_boot=200, seed=0, progress=False)
 
 DOMAINS = 10
 TASKS = 75
@@ -115,16 +134,81 @@ def bench(n_rows: int) -> dict[str, float]:
     return out
 
 
+def model_table(n: int, seed: int = 0) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """A per-model table of ``n`` models: 6 noisy, correlated proxies and 3 targets."""
+    rng = np.random.default_rng(seed)
+    quality = rng.normal(size=n)
+    cols = {"model": [f"m{i}" for i in range(n)]}
+    proxies = [f"proxy{k}" for k in range(6)]
+    for k, p in enumerate(proxies):
+        cols[p] = quality * (1 - 0.15 * k) + rng.normal(scale=0.5, size=n)
+    targets = [f"sft:t{k}" for k in range(3)]
+    for t in targets:
+        cols[t] = quality + rng.normal(scale=0.3, size=n)
+    return pd.DataFrame(cols), targets, proxies
+
+
+def _timed(fn) -> tuple[object, float, float]:
+    t, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - t, time.process_time() - c
+
+
+def _comparator_accuracy(result) -> float:
+    comp = result.comparator
+    main = comp[(comp["kind"] == "comparator") & (comp["method"] == "comparator:xgboost")]
+    return float(main["accuracy_mean"].mean()) if len(main) else float("nan")
+
+
+def bench_pool(run, label: str, uncapped: bool, threads: str | None) -> None:
+    """Time ``run(**options)`` (an evaluate_* call) capped and, optionally, uncapped."""
+    for cap in ("default", None) if uncapped else ("default",):
+        kw = dict(NOTEBOOK, threads=threads)
+        if cap is None:
+            kw["max_train_pairs"] = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res, wall, cpu = _timed(lambda kw=kw: run(**kw))
+        print(f"{label:>24}  {'every pair' if cap is None else 'capped':>10}  {wall:7.1f}  "
+              f"{cpu:7.1f}  {_comparator_accuracy(res):.4f}  {os.getloadavg()[0]:5.2f}")  # fmt: skip
+
+
 def main() -> None:
-    """Print one line per store size."""
+    """Print one line per store size, then one line per pool (and cap)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, nargs="*", default=[100_000, 1_000_000])
+    ap.add_argument("--models", type=int, nargs="*", default=[], help="pool sizes to time")
+    ap.add_argument("--store", default=None, help="a results store to time evaluate_store on")
+    ap.add_argument("--uncapped", action="store_true", help="also time every training pair")
+    ap.add_argument("--threads", default=None, help="comparator worker threads (default: auto)")
     args = ap.parse_args()
-    print("rows       models  inputs_s  signal_s  evaluate_s  table_all_s")
+    if args.rows:
+        print("rows       models  inputs_s  signal_s  evaluate_s  table_all_s")
     for n in args.rows:
         r = bench(n)
         print(f"{int(r['rows']):>9,}  {int(r['models']):>6}  {r['inputs_s']:8.2f}  "
               f"{r['signal_s']:8.2f}  {r['evaluate_s']:10.2f}  {r['table_all_s']:11.2f}")  # fmt: skip
+    if not (args.models or args.store):
+        return
+    import sklearn.linear_model  # noqa: F401 - imports paid once, before any timing
+    import xgboost  # noqa: F401
+
+    print(f"{'pool':>24}  {'pairs':>10}  {'wall_s':>7}  {'cpu_s':>7}  {'comp_acc':6}  load1")
+    for n in args.models:
+        table, targets, proxies = model_table(n)
+        run = partial(evaluate_pairwise, table, targets, proxies)
+        bench_pool(run, f"{n} models", args.uncapped, args.threads)
+    if args.store:
+        from ckpt_toolkit.store import ResultsStore
+
+        st = ResultsStore(args.store, read_only=True)
+        rows, cks = st.to_pandas(), st.checkpoints()
+
+        def run(**kw):
+            fallback = ["arc_easy", "piqa", "sciq"]
+            return evaluate_store(rows, cks, pool="targets", fallback_targets=fallback, **kw)[1]
+
+        bench_pool(run, os.path.basename(args.store), args.uncapped, args.threads)
 
 
 if __name__ == "__main__":
