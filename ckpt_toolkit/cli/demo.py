@@ -16,6 +16,17 @@ import typer
 DEMO_PROBE_ITEMS = 64
 
 
+def _side_by_side(threads: int | str | None) -> dict:
+    """Executor arguments of the demo's probe and fine-tuning sweeps. The quick zoo's models
+    are so small that one thread per checkpoint beats two (BENCHMARKS.md, probing on a busy
+    machine), so by default the checkpoints run side by side in worker processes of one thread
+    each, as many as the free cores allow (docs/threads.md); an explicit ``--threads N`` runs
+    them one after another in this process with N threads."""
+    if threads is None or str(threads).strip().lower() == "auto":
+        return {"executor": "processes", "threads": 1}
+    return {"threads": threads}
+
+
 def _proxies_report_defaults() -> dict:
     """The proxies notebook's declared defaults of the pairwise analysis (one source: the
     notebook), so the demo's analysis and the report share one cache entry."""
@@ -58,13 +69,13 @@ def run_demo(
     t = stage(f"probes: ppl, sc_ppl, kshot on every checkpoint → {store}")
     # the world's test splits are sized for fine-tuning (640 items per generated task); the
     # k-shot probes score the first DEMO_PROBE_ITEMS of them at every checkpoint
-    report = run_probes(manifest, store, threads=threads, limit=DEMO_PROBE_ITEMS)
+    report = run_probes(manifest, store, limit=DEMO_PROBE_ITEMS, **_side_by_side(threads))
     times["probes"] = time.perf_counter() - t
     if not report.ok:
         typer.secho(report.summary(), fg="yellow", err=True)
 
     t = stage("fine-tuning: final checkpoint of every run on every capability task")
-    report = run_finetune(manifest, store, threads=threads)
+    report = run_finetune(manifest, store, **_side_by_side(threads))
     times["finetune"] = time.perf_counter() - t
     if not report.ok:
         typer.secho(report.summary(), fg="yellow", err=True)
