@@ -310,3 +310,52 @@ def test_jobs_option_is_validated_before_running(nb_dir, store, tmp_path):
     with pytest.raises(ParameterError, match="--jobs must be a positive integer"):
         run_reports(["tiny"], store, tmp_path, notebooks=nb_dir, progress=False, jobs=0)
     assert not list(tmp_path.glob("*.ipynb"))
+
+
+def test_side_by_side_notebooks_are_driven_from_this_process(store, tmp_path, monkeypatch):
+    """--jobs 2: every kernel is a child of this process (a runner thread per notebook, no
+    worker processes to start), with cores/jobs BLAS threads and --force's cache mode; the
+    environment is restored afterwards."""
+    import os
+
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(
+        nbs / "env.ipynb",
+        'store_path: str = "x.duckdb"  # store\nk: int = 0  # which copy\n',
+        [
+            "import os\nprint('ppid', os.getppid(), 'omp', os.environ.get('OMP_NUM_THREADS'),"
+            " 'cache', os.environ.get('CKPT_ANALYSIS_CACHE'))"
+        ],
+    )
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("ckpt_toolkit.threads.usable_cores", lambda: 2)
+    results = run_reports(
+        ["env"], store, tmp_path / "out", grid={"k": [1, 2]}, notebooks=nbs, jobs=2,
+        force=True, progress=False,
+    )  # fmt: skip
+    assert [r.status for r in results] == ["ok", "ok"]
+    for r in results:
+        text = "".join(
+            o.get("text", "") for c in nbformat.read(r.notebook, as_version=4).cells
+            for o in c.get("outputs", [])
+        )  # fmt: skip
+        assert f"ppid {os.getpid()} omp 1 cache refresh" in text
+    assert "OMP_NUM_THREADS" not in os.environ
+
+
+def test_ckpt_report_goes_without_the_iri_format_checker():
+    """`ckpt report` blocks rfc3987_syntax (a second of CPU building a grammar at import);
+    notebooks still validate."""
+    import subprocess
+    import sys
+
+    code = (
+        "from ckpt_toolkit.cli.report import skip_iri_format_checker\n"
+        "skip_iri_format_checker()\n"
+        "import sys, nbformat\nfrom jsonschema import FormatChecker\n"
+        "nbformat.validate(nbformat.v4.new_notebook())\n"
+        "print('iri' in FormatChecker.checkers, sys.modules['rfc3987_syntax'])"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["False", "None"]

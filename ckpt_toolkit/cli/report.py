@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
 
 from .common import STORE_OPTION
+
+
+def skip_iri_format_checker() -> None:
+    """Make ``import rfc3987_syntax`` fail in this process, unless something imported it already.
+
+    jsonschema (imported by nbformat, hence by papermill and nbconvert) registers the optional
+    ``iri`` format checker when ``rfc3987_syntax`` imports, and that import builds a Lark grammar:
+    about 1 s of CPU, a tenth of the runner's own work. Notebook validation never checks that
+    format (nbformat's schemas do not use it), so ``ckpt report`` goes without it.
+    """
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 
 def register(app: typer.Typer) -> None:
@@ -65,6 +77,7 @@ def register(app: typer.Typer) -> None:
         since its last run in DIR is not executed again ("unchanged"). Exits with status 1
         when any notebook failed (the others are still rendered).
         """
+        skip_iri_format_checker()
         from ..reports import declared_parameters, notebooks_dir, run_reports
         from ..reports.runner import _resolve_names
 

@@ -189,7 +189,7 @@ def run_reports(
     against the notebook's declared ones before anything runs (:class:`ParameterError`).
     Failing notebooks are recorded and the batch goes on; ``index`` writes ``index.html``.
 
-    ``jobs``: notebooks executed at once, each in its own process and kernel (default: one per
+    ``jobs``: notebooks executed at once, each in its own kernel (default: one per
     usable core, see :func:`_workers`). A report whose inputs (:func:`inputs_hash`: notebook,
     parameters, store content, toolkit code) equal those of its last run in ``out_dir`` and
     whose files are still there is not executed again: its status is ``unchanged``.
@@ -408,10 +408,6 @@ def _environ(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _worker_init(env: Mapping[str, str]) -> None:
-    os.environ.update(env)
-
-
 def _run_parallel(
     todo: list[tuple[int, str, dict[str, Any], str, str | None]],
     nb_dir: Path,
@@ -424,10 +420,11 @@ def _run_parallel(
     previous: Mapping[str, Mapping[str, Any]],
     bar: Any,
 ) -> dict[int, ReportResult]:
-    """Run notebooks in ``workers`` spawned processes (each starts its own kernel); the ones
-    that took longest last time start first. A worker that dies is recorded as a failure."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    """Run notebooks ``workers`` at a time, each driven by a thread of this process (the work is
+    done in each notebook's own kernel process; a thread only relays messages and exports the
+    HTML, so spawned worker processes would only add their start-up and imports). The ones that
+    took longest last time start first. A runner thread that raises fails its notebook only."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     from ..threads import usable_cores
 
@@ -436,9 +433,7 @@ def _run_parallel(
     last = {name: float(e.get("seconds") or 0.0) for name, e in previous.items()}
     order = sorted(todo, key=lambda t: (-last.get(t[3], 0.0), -_COST_HINT.get(t[1], 0)))
     results: dict[int, ReportResult] = {}
-    with ProcessPoolExecutor(
-        workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(env,)
-    ) as pool:
+    with _environ(env), ThreadPoolExecutor(workers, thread_name_prefix="ckpt-report") as pool:
         futures = {
             pool.submit(
                 run_one, nb_dir / f"{report}.ipynb", out, name, p, kernel_name, timeout,
@@ -450,11 +445,11 @@ def _run_parallel(
             i, report, p, name, h = futures[fut]
             try:
                 res = fut.result()
-            except Exception as exc:  # noqa: BLE001 - a dead worker fails its notebook only
+            except Exception as exc:  # noqa: BLE001 - a runner error fails its notebook only
                 res = ReportResult(
                     report=report, name=name, params=p, status="failed", seconds=0.0,
                     notebook=out / f"{name}.ipynb", html=None,
-                    error=f"report worker died: {type(exc).__name__}: {exc}", kernel=kernel_name,
+                    error=f"report runner failed: {type(exc).__name__}: {exc}", kernel=kernel_name,
                     finished=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
                 )  # fmt: skip
             res.extra["inputs"] = h
