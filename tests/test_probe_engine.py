@@ -75,11 +75,13 @@ SHARED = [(SHOTS + ctx, choices) for ctx, choices in REQUESTS]
 
 
 @pytest.mark.parametrize("method", ["packed", "cache"])
-@pytest.mark.parametrize("batch_size", [1, 3, 16])
+@pytest.mark.parametrize("batch_size,max_tokens", [(1, None), (3, None), (16, None), (16, 40)])
 @pytest.mark.parametrize("requests", [REQUESTS, SHARED], ids=["distinct", "shared-shots"])
-def test_kv_shared_choices_equal_separate_full_passes(lm, batch_size, method, requests):
+def test_kv_shared_choices_equal_separate_full_passes(lm, batch_size, max_tokens, method, requests):
     model, tok = lm
-    got = score_choices(model, tok, requests, batch_size=batch_size, method=method)
+    got = score_choices(
+        model, tok, requests, batch_size=batch_size, method=method, max_tokens=max_tokens
+    )
     for (ctx, choices), scores in zip(requests, got):
         assert len(scores) == len(choices)
         for choice, s in zip(choices, scores):
@@ -202,6 +204,42 @@ def test_greedy_generation_matches_transformers_generate(lm):
         )
         ref = tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
         assert text == ref
+
+
+def test_greedy_generation_is_the_same_in_any_batching(lm):
+    """Token-budget batches (a tiny budget: one row per batch) and wide batches agree."""
+    model, tok = lm
+    contexts = ["Question: What is 3 plus 4? Answer:", "def add(a, b):", "The capital of", "x"]
+    wide = greedy_generate(model, tok, contexts, max_new_tokens=6, batch_size=64, stop=())
+    narrow = greedy_generate(model, tok, contexts, max_new_tokens=6, batch_size=64, max_tokens=1)
+    assert wide == narrow
+
+
+def test_give_up_stops_only_rows_that_cannot_match(lm):
+    """A row stops once its stripped output is longer than ``give_up_chars``: that output is a
+    prefix of the full one (so an exact match against answers that short is decided), and rows
+    that stay short are generated in full."""
+    model, tok = lm
+    contexts = ["Question: What is 3 plus 4? Answer:", "def add(a, b):", "The capital of"]
+    full = greedy_generate(model, tok, contexts, max_new_tokens=12, stop=())
+    for limit in (0, 3, 10_000):
+        cut = greedy_generate(model, tok, contexts, max_new_tokens=12, stop=(), give_up_chars=limit)
+        for f, c in zip(full, cut):
+            assert f.startswith(c)
+            if len(c.strip()) <= limit:
+                assert c == f  # never stopped early
+            else:
+                assert len(c.strip()) > limit and (c == f or len(c) < len(f))
+    assert (
+        greedy_generate(model, tok, contexts, max_new_tokens=12, stop=(), give_up_chars=10_000)
+        == full
+    )
+    assert any(
+        len(c) < len(f)
+        for c, f in zip(
+            greedy_generate(model, tok, contexts, max_new_tokens=12, stop=(), give_up_chars=0), full
+        )
+    )
 
 
 def test_span_corruption_is_deterministic_and_reconstructs_the_text(lm):

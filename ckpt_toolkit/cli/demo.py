@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 #: k-shot probe items per task and checkpoint in the demo (docs/zoo.md, "Task sizes")
-DEMO_PROBE_ITEMS = 64
+DEMO_PROBE_ITEMS = 256
 
 
 def _side_by_side(threads: int | str | None) -> dict:

@@ -49,7 +49,9 @@ def register(app: typer.Typer) -> None:
             None, "--heldout", help="Held-out text: <domain>.jsonl / .txt file(s) or folder(s)."
         ),
         shots: str = typer.Option("0", "--shots", help="k-shot settings, e.g. 0,5."),
-        batch_size: int = typer.Option(16, "--batch-size", "-b", help="Contexts per forward pass."),
+        batch_size: int = typer.Option(
+            64, "--batch-size", "-b", help="Rows per forward pass at most (also capped by tokens)."
+        ),
         limit: int | None = typer.Option(
             None, "--limit", help="Score at most N items / documents per task or domain."
         ),

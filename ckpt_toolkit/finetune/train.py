@@ -146,6 +146,8 @@ def item_correct(model, tokenizer, items: Sequence[TaskItem], spec: dict[str, An
             [items[i].context for i in gen],
             max_new_tokens=spec["max_new_tokens"],
             batch_size=spec["eval_batch_size"],
+            # longer than every gold answer: cannot match, so decoding that row stops
+            give_up_chars=max(len(str(items[i].gold).strip()) for i in gen),
         )
         for i, o in zip(gen, outs):
             correct[i] = float(exact_match(o, items[i].gold))

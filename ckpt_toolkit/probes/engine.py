@@ -364,6 +364,7 @@ def _score_packed(
     batch_size: int,
     progress: bool = False,
     share_prefix: bool = True,
+    max_tokens: int | None = None,
 ) -> list[list[ChoiceScore]]:
     """Tree-attention path: context and every choice in ONE forward pass per row.
 
@@ -375,10 +376,6 @@ def _score_packed(
     heads = _heads(model)
     device = _device(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    order = sorted(
-        range(len(encoded)),
-        key=lambda i: -(len(encoded[i][0]) + sum(len(k) - 1 for k in encoded[i][1])),
-    )
     eager = getattr(model.config, "_attn_implementation", "sdpa") == "eager"
     # A prompt prefix shared by every context (the k shots) is forwarded once for all items;
     # each row keeps at least its last context token (it predicts the first answer token).
@@ -390,9 +387,9 @@ def _score_packed(
     else:
         shared = 0
     results: list[list[ChoiceScore] | None] = [None] * len(encoded)
-    bar = tqdm(total=len(order), desc="scoring", unit="item", disable=not progress, leave=False)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    bar = tqdm(total=len(encoded), desc="scoring", unit="item", disable=not progress, leave=False)
+    row_len = [len(c) + sum(len(k) - 1 for k in conts) for c, conts in encoded]
+    for idx in token_batches(row_len, batch_size, token_budget(model, max_tokens)):
         rows, positions, segments = _tree_rows(encoded, idx)
         ids = _pad(rows, pad_id, device)
         width = ids.shape[1]
@@ -488,6 +485,7 @@ def score_choices(
     progress: bool = False,
     method: str = "auto",
     share_prefix: bool = True,
+    max_tokens: int | None = None,
 ) -> list[list[ChoiceScore]]:
     """Log-likelihood of every answer choice of every ``(context, choices)`` request.
 
@@ -499,7 +497,8 @@ def score_choices(
     * ``auto`` — ``packed`` if a one-time check on this model agrees with ``cache``.
 
     With ``share_prefix`` (packed path), a token prefix common to all contexts (the k shots) is
-    forwarded once for all requests.
+    forwarded once for all requests. Packed rows are batched by :func:`token_batches` (at most
+    ``batch_size`` rows and ``max_tokens`` tokens, default :func:`token_budget`).
 
     Returns, per request, one :class:`ChoiceScore` per choice (in the given order).
     """
@@ -513,7 +512,9 @@ def score_choices(
         method = _choose_method(model, tokenizer)
     if method == "packed":
         # a packed row is longer than the window, but its position ids never exceed it
-        return _score_packed(model, tokenizer, encoded, batch_size, progress, share_prefix)
+        return _score_packed(
+            model, tokenizer, encoded, batch_size, progress, share_prefix, max_tokens
+        )
     return _score_cached(model, tokenizer, encoded, batch_size, progress)
 
 
@@ -542,10 +543,18 @@ def greedy_generate(
     batch_size: int = 16,
     stop: Sequence[str] = ("\n",),
     max_length: int | None = None,
+    give_up_chars: int | None = None,
+    max_tokens: int | None = None,
 ) -> list[str]:
     """Greedy continuations, cut at the first ``stop`` string (batched, with a KV cache).
 
-    Contexts are left-truncated to ``window - max_new_tokens`` tokens.
+    Contexts are left-truncated to ``window - max_new_tokens`` tokens and batched by
+    :func:`token_batches` (at most ``batch_size`` rows and ``max_tokens`` prompt tokens per
+    batch, default ``GENERATE_BUDGET_FACTOR`` × :func:`token_budget`). With ``give_up_chars``, a row stops once its
+    output, stripped of surrounding whitespace, is longer than that many characters and holds no
+    stop string: more tokens can only make it longer, so an exact-match scorer whose longest
+    answer has ``give_up_chars`` characters already knows it failed (the returned text is then
+    that truncated output).
     """
     max_length = max_length or model_max_length(model, tokenizer)
     budget = max(1, max_length - max_new_tokens)
@@ -554,10 +563,11 @@ def greedy_generate(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     eos = tokenizer.eos_token_id
     enc = [(tok_encode(tokenizer, c) or [prefix_token_id(tokenizer)])[-budget:] for c in contexts]
-    order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
     out: list[str] = [""] * len(enc)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    prefill = token_budget(model, max_tokens) * (
+        GENERATE_BUDGET_FACTOR if max_tokens is None else 1
+    )
+    for idx in token_batches([len(e) for e in enc], batch_size, prefill):
         ctxs = [enc[i] for i in idx]
         n = len(idx)
         lens = torch.tensor([len(c) for c in ctxs], device=device)
@@ -584,6 +594,8 @@ def greedy_generate(
                 text = tokenizer.decode(gen[r], skip_special_tokens=True)
                 if any(s in text for s in stop):
                     finished[r] = True
+                elif give_up_chars is not None and len(text.strip()) > give_up_chars:
+                    finished[r] = True  # no continuation can shorten it to an answer
             if all(finished) or step == max_new_tokens - 1:
                 break
             mask = torch.cat([mask, torch.ones((n, 1), dtype=torch.long, device=device)], dim=1)
@@ -606,6 +618,9 @@ def greedy_generate(
 
 #: tokens per forward pass by device type when no budget is given (see :func:`token_budget`)
 TOKEN_BUDGET = {"cpu": 2048, "cuda": 65536, "mps": 16384}
+#: a decode step forwards one token per row, so generation batches may hold this many times a
+#: scoring pass's budget of prompt tokens (their prefill is the only wide pass)
+GENERATE_BUDGET_FACTOR = 4
 
 
 def token_budget(model, max_tokens: int | None = None) -> int:

@@ -132,8 +132,15 @@ def kshot_rows(
             )
     if gen:
         prompts = [build_prompt(shots, it, sep) for it in gen]
+        # exact match: a row longer than every gold answer has failed, so it stops there
+        longest = max(len(str(it.gold).strip()) for it in gen)
         outs = greedy_generate(
-            model, tokenizer, prompts, max_new_tokens=p["max_new_tokens"], batch_size=batch_size
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=p["max_new_tokens"],
+            batch_size=batch_size,
+            give_up_chars=longest,
         )
         em = [float(o.strip() == str(it.gold).strip()) for o, it in zip(outs, gen)]
         if item_log is not None:

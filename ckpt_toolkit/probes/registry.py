@@ -418,14 +418,14 @@ def validate_dtype(dtype: str, option: str = "--dtype") -> str:
 def validate_sweep_options(
     dtype: str = "float32",
     device: str = "cpu",
-    batch_size: int = 16,
+    batch_size: int = 64,
     limit: int | None = None,
 ) -> None:
     """Check the options every probe shares; errors name the ``ckpt probe`` option."""
     validate_dtype(dtype)
     validate_device(device)
     Param(
-        "batch_size", int, 16, "contexts per forward pass", minimum=1, option="--batch-size"
+        "batch_size", int, 64, "contexts per forward pass", minimum=1, option="--batch-size"
     ).check(batch_size, "")
     Param("limit", int, None, "all items", minimum=1, nullable=True, option="--limit").check(
         limit, ""
