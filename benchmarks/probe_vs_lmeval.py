@@ -238,18 +238,108 @@ def argmax(xs):
     return max(range(len(xs)), key=lambda i: (xs[i], -i))
 
 
+def run_case(name, theirs_fn, ours_fn, unit, data, tok, repeats):
+    """Time both engines on one case (interleaved, best of ``repeats``); check agreement."""
+    t_lm, t_us = [], []
+    for _ in range(repeats):  # interleaved: the machine may be shared
+        dt, theirs = timed(theirs_fn)
+        t_lm.append(dt)
+        dt, ours = timed(ours_fn)
+        t_us.append(dt)
+    if unit == "items":
+        diff = max(abs(a - b) for o, t in zip(ours, theirs) for a, b in zip(o, t))
+        same = all(argmax(o) == argmax(t) for o, t in zip(ours, theirs))
+        n_tok = sum(len(tok.encode(c + ch[0])) for c, ch, _ in data)
+    else:
+        diff = max(abs(a - b) for a, b in zip(ours, theirs))
+        same = True
+        n_tok = sum(len(tok.encode(d)) for d in data)
+    return (
+        {
+            "case": name,
+            "n": len(data),
+            "unit": unit,
+            "tokens": n_tok,
+            "lmeval_s": round(min(t_lm), 2),
+            "ours_s": round(min(t_us), 2),
+            "lmeval_s_all": [round(t, 2) for t in t_lm],
+            "ours_s_all": [round(t, 2) for t in t_us],
+            "speedup": round(min(t_lm) / min(t_us), 2),
+            "max_abs_loglik_diff": diff,
+            "same_predictions": same,
+        },
+        ours,
+        theirs,
+    )
+
+
+def bench_dtype(path, dtype, args, sections, reqs, reqs_s, docs):
+    """Both engines on one model object loaded in ``dtype``: result rows, per-request outputs
+    keyed by (case, engine, dtype), parameter count."""
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(
+        pretrained=str(path),
+        batch_size=args.lmeval_batch,
+        device=args.device,
+        dtype=dtype,
+        logits_cache=False,
+        max_length=args.window,
+    )
+    model, tok = lm.model, lm.tokenizer
+    cases = {}  # name -> (lm-eval fn, our fn, unit, data)
+    if "mc" in sections:
+        cases["mc like-for-like (own shots per item)"] = (
+            lambda: lmeval_mc(lm, reqs),
+            lambda: ours_mc(model, tok, reqs, args.our_batch, False, lm.max_length),
+            "items",
+            reqs,
+        )
+    if "shared" in sections:
+        cases["mc shared context (same shots)"] = (
+            lambda: lmeval_mc(lm, reqs_s),
+            lambda: ours_mc(model, tok, reqs_s, args.our_batch, True, lm.max_length),
+            "items",
+            reqs_s,
+        )
+    if "rolling" in sections:
+        cases["rolling perplexity (lm-eval windows)"] = (
+            lambda: lmeval_rolling(lm, docs),
+            lambda: ours_rolling(model, tok, docs, args.window, args.our_batch),
+            "docs",
+            docs,
+        )
+    # warm-up both engines (lazy init, allocator, oneDNN kernels), not timed
+    lmeval_mc(lm, reqs[:4])
+    ours_mc(model, tok, reqs[:4], args.our_batch, False, lm.max_length)
+    rows, outputs = [], {}
+    for name, (theirs_fn, ours_fn, unit, data) in cases.items():
+        row, ours, theirs = run_case(name, theirs_fn, ours_fn, unit, data, tok, args.repeats)
+        row["dtype"] = dtype
+        rows.append(row)
+        outputs[(name, "ours", dtype)] = ours
+        outputs[(name, "lmeval", dtype)] = theirs
+        print(json.dumps(row), flush=True)
+    return rows, outputs, sum(p.numel() for p in model.parameters())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--items", type=int, default=100, help="multiple-choice test items")
+    ap.add_argument("--items", type=int, default=40, help="multiple-choice test items")
     ap.add_argument("--shots", type=int, default=5)
-    ap.add_argument("--docs", type=int, default=12, help="documents for rolling perplexity")
+    ap.add_argument("--docs", type=int, default=6, help="documents for rolling perplexity")
     ap.add_argument("--window", type=int, default=1024, help="rolling window (lm-eval max_length)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--lmeval-batch", type=int, default=8)
-    ap.add_argument("--our-batch", type=int, default=16)
+    ap.add_argument("--our-batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2, help="interleaved runs per engine; best kept")
     ap.add_argument("--sections", default="mc,shared,rolling")
+    ap.add_argument(
+        "--dtypes",
+        default="float32,bfloat16",
+        help="both engines run the model in each dtype in turn (same weights)",
+    )
     ap.add_argument("--tiny", action="store_true", help="a local random 5M model, not SmolLM2")
     ap.add_argument(
         "--model-dir",
@@ -261,106 +351,80 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-
-    from lm_eval.models.huggingface import HFLM
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
 
     from ckpt_toolkit.tasks import load_task_file, write_task_file
 
     work = Path(tempfile.mkdtemp(prefix="probe_bench_"))
     path = build_tiny_model(work / "model") if args.tiny else smollm2(args.model_dir)
-    lm = HFLM(
-        pretrained=str(path),
-        batch_size=args.lmeval_batch,
-        device=args.device,
-        dtype="float32",
-        logits_cache=False,
-        max_length=args.window,
-    )
-    model, tok = lm.model, lm.tokenizer
-    n_params = sum(p.numel() for p in model.parameters())
     items = load_task_file(write_task_file(work / "cities.jsonl", build_task(args.items, 50)))
     docs = documents(args.docs)
+    reqs = mc_requests(items, args.shots, per_item=True)
+    reqs_s = mc_requests(items, args.shots, per_item=False)
 
-    cases = {}  # name -> (lm-eval fn, our fn, unit, n units)
-    if "mc" in sections:
-        reqs = mc_requests(items, args.shots, per_item=True)
-        cases["mc like-for-like (own shots per item)"] = (
-            lambda r=reqs: lmeval_mc(lm, r),
-            lambda r=reqs: ours_mc(model, tok, r, args.our_batch, False, lm.max_length),
-            "items",
-            reqs,
-        )
-    if "shared" in sections:
-        reqs_s = mc_requests(items, args.shots, per_item=False)
-        cases["mc shared context (same shots)"] = (
-            lambda r=reqs_s: lmeval_mc(lm, r),
-            lambda r=reqs_s: ours_mc(model, tok, r, args.our_batch, True, lm.max_length),
-            "items",
-            reqs_s,
-        )
-    if "rolling" in sections:
-        cases["rolling perplexity (lm-eval windows)"] = (
-            lambda: lmeval_rolling(lm, docs),
-            lambda: ours_rolling(model, tok, docs, args.window, args.our_batch),
-            "docs",
-            docs,
-        )
-    # warm-up both engines (lazy init, allocator), not timed
-    short = mc_requests(items, args.shots, per_item=True)[:4]
-    lmeval_mc(lm, short)
-    ours_mc(model, tok, short, args.our_batch, False, lm.max_length)
+    results, outputs = [], {}  # outputs[(case, engine, dtype)] -> per-request numbers
+    n_params = 0
+    for dtype in dtypes:
+        rows, outs, n_params = bench_dtype(path, dtype, args, sections, reqs, reqs_s, docs)
+        results += rows
+        outputs |= outs
 
-    results = []
-    for name, (theirs_fn, ours_fn, unit, data) in cases.items():
-        t_lm, t_us = [], []
-        for _ in range(args.repeats):  # interleaved: the machine may be shared
-            dt, theirs = timed(theirs_fn)
-            t_lm.append(dt)
-            dt, ours = timed(ours_fn)
-            t_us.append(dt)
-        if unit == "items":
-            diff = max(abs(a - b) for o, t in zip(ours, theirs) for a, b in zip(o, t))
-            same = all(argmax(o) == argmax(t) for o, t in zip(ours, theirs))
-            n_tok = sum(len(tok.encode(c + ch[0])) for c, ch, _ in data)
-        else:
-            diff = max(abs(a - b) for a, b in zip(ours, theirs))
-            same = True
-            n_tok = sum(len(tok.encode(d)) for d in data)
-        results.append(
-            {
-                "case": name,
-                "n": len(data),
-                "unit": unit,
-                "tokens": n_tok,
-                "lmeval_s": round(min(t_lm), 2),
-                "ours_s": round(min(t_us), 2),
-                "lmeval_s_all": [round(t, 2) for t in t_lm],
-                "ours_s_all": [round(t, 2) for t in t_us],
-                "speedup": round(min(t_lm) / min(t_us), 2),
-                "max_abs_loglik_diff": diff,
-                "same_predictions": same,
-            }
-        )
-        print(json.dumps(results[-1]), flush=True)
+    # each engine at its own default for a float32 checkpoint: lm-eval keeps float32 (dtype
+    # "auto"), ours is run in bfloat16 where the hardware has fast bf16 (docs/probes.md, dtype)
+    cross = []
+    if "float32" in dtypes and "bfloat16" in dtypes:
+        for r32 in [r for r in results if r["dtype"] == "float32"]:
+            r16 = next(r for r in results if r["dtype"] == "bfloat16" and r["case"] == r32["case"])
+            ours16 = outputs[(r32["case"], "ours", "bfloat16")]
+            ref32 = outputs[(r32["case"], "lmeval", "float32")]
+            if r32["unit"] == "items":
+                diff = max(abs(a - b) for o, t in zip(ours16, ref32) for a, b in zip(o, t))
+                same = all(argmax(o) == argmax(t) for o, t in zip(ours16, ref32))
+            else:
+                diff = max(abs(a - b) for a, b in zip(ours16, ref32))
+                same = True
+            cross.append(
+                {
+                    "case": r32["case"],
+                    "n": r32["n"],
+                    "lmeval_float32_s": r32["lmeval_s"],
+                    "ours_bfloat16_s": r16["ours_s"],
+                    "speedup": round(r32["lmeval_s"] / r16["ours_s"], 2),
+                    "max_abs_loglik_diff": diff,
+                    "same_predictions": same,
+                }
+            )
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     cpu = platform.processor() or platform.machine()
+    flags = ""
+    if Path("/proc/cpuinfo").exists():
+        info = Path("/proc/cpuinfo").read_text()
+        flags = ",".join(f for f in ("avx512_bf16", "amx_bf16") if f in info) or "no bf16 units"
     print(
         f"\nmodel: {path.name} ({n_params / 1e6:.1f}M params), {args.device} ({cpu}, "
-        f"{os.cpu_count()} cores), {args.threads} threads, load average {load:.1f}; "
+        f"{os.cpu_count()} cores, {flags}), {args.threads} threads, load average {load:.1f}; "
         f"lm-eval batch {args.lmeval_batch}, ours {args.our_batch}; best of {args.repeats}"
     )
-    print(f"{'case':<40} {'n':>5} {'lm-eval s':>10} {'ours s':>8} {'speedup':>8} {'max |Δ|':>9}")
+    head = f"{'case':<40} {'dtype':>9} {'n':>4} {'lm-eval s':>10} {'ours s':>8} {'speedup':>8}"
+    print(head + f" {'max |Δ|':>9}")
     for r in results:
         print(
-            f"{r['case']:<40} {r['n']:>5} {r['lmeval_s']:>10.2f} {r['ours_s']:>8.2f} "
-            f"{r['speedup']:>7.2f}x {r['max_abs_loglik_diff']:>9.1e}"
+            f"{r['case']:<40} {r['dtype']:>9} {r['n']:>4} {r['lmeval_s']:>10.2f} "
+            f"{r['ours_s']:>8.2f} {r['speedup']:>7.2f}x {r['max_abs_loglik_diff']:>9.1e}"
             + ("" if r["same_predictions"] else "  PREDICTIONS DIFFER")
         )
-    print("reproduce: .venv/bin/python " + " ".join(shlex.quote(a) for a in sys.argv))
+    for r in cross:
+        print(
+            f"{r['case']:<40} {'bf16/f32':>9} {r['n']:>4} {r['lmeval_float32_s']:>10.2f} "
+            f"{r['ours_bfloat16_s']:>8.2f} {r['speedup']:>7.2f}x {r['max_abs_loglik_diff']:>9.1e}"
+            + ("" if r["same_predictions"] else "  PREDICTIONS DIFFER")
+        )
+    if cross:
+        print("bf16/f32: ours in bfloat16 against lm-eval in float32 (|Δ| against float32)")
     if args.json:
-        meta = {"model": path.name, "params": n_params, "threads": args.threads, "load": load}
-        args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+        args.json.write_text(json.dumps({"same_dtype": results, "ours_bf16_vs_lmeval_f32": cross}))
+    print("reproduce: .venv/bin/python " + " ".join(shlex.quote(a) for a in sys.argv))
 
 
 if __name__ == "__main__":
