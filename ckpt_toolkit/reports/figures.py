@@ -184,6 +184,23 @@ def _hue_order(data: pd.DataFrame, hue: str) -> list[Any]:
     return sorted(data[hue].dropna().unique(), key=str)
 
 
+def _panel_grid(n: int, col_wrap: int, width: float, height: float, **kw: Any) -> tuple[Any, Any]:
+    """A figure of ``n`` panels, ``col_wrap`` to a row; unused slots hidden, and x tick labels
+    shown on every panel with no panel below it (``sharex`` hides the rest)."""
+    import matplotlib.pyplot as plt
+
+    ncol = max(1, min(col_wrap, n))
+    nrow = max(1, int(np.ceil(n / ncol)))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * width, nrow * height), squeeze=False, **kw)
+    flat = list(axes.flat)
+    for i, ax in enumerate(flat):
+        if i >= n:
+            ax.set_visible(False)
+        elif i + ncol >= n:
+            ax.xaxis.set_tick_params(labelbottom=True)
+    return fig, axes
+
+
 def plot_curves(
     df: pd.DataFrame,
     *,
@@ -201,7 +218,10 @@ def plot_curves(
     errorbars: bool = True,
 ) -> Any:
     """Line plots of ``y`` against ``x`` per ``hue`` (one panel per ``col`` value), markers on
-    the checkpoints, ±stderr bands where a ``stderr`` column exists. Returns the FacetGrid."""
+    the checkpoints, ±stderr bands where a ``stderr`` column exists. Returns the figure.
+
+    Drawn with matplotlib directly: seaborn's ``relplot`` lays the figure out three more times
+    (its grid, its legend), which cost more than the drawing itself."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -212,59 +232,54 @@ def plot_curves(
     if logx:
         data = data[data[x] > 0]  # a log axis cannot show step 0
     data = data.sort_values([c for c in (hue, col, x) if c])
-    kw: dict[str, Any] = {"col": col, "col_wrap": col_wrap} if col else {}
-    if col and data[col].nunique() < col_wrap:
-        kw["col_wrap"] = max(1, data[col].nunique())
+    panels = list(pd.unique(data[col])) if col else [None]
     hue_order = _hue_order(data, hue)
     palette = dict(zip(hue_order, sns.color_palette("colorblind", max(len(hue_order), 1))))
-    g = sns.relplot(
-        data=data,
-        x=x,
-        y=y,
-        hue=hue,
-        hue_order=hue_order,
-        palette=palette,
-        kind="line",
-        marker="o",
-        markersize=4,
-        height=height,
-        aspect=1.4,
-        facet_kws={"sharey": False, "sharex": True},
-        errorbar=None,
-        **kw,
-    )
-    if errorbars and "stderr" in data and data["stderr"].notna().any():
-        for key, ax in g.axes_dict.items() if col else [(None, g.ax)]:
-            sub = data[data[col] == key] if col else data
-            for name, part in sub.groupby(hue, sort=True):
-                color = palette[name]
-                part = part.dropna(subset=["stderr"])
-                if len(part):
-                    ax.fill_between(
-                        part[x],
-                        part[y] - part["stderr"],
-                        part[y] + part["stderr"],
-                        alpha=0.15,
-                        color=color,
-                        linewidth=0,
-                    )
-    for ax in g.axes.flat:
+    bands = errorbars and "stderr" in data and data["stderr"].notna().any()
+    fig, axes = _panel_grid(len(panels), col_wrap, height * 1.4, height, sharex=True)
+    for ax, panel in zip(axes.flat, panels):
+        sub = data[data[col] == panel] if col else data
+        for name in hue_order:
+            part = sub[sub[hue] == name]
+            if part.empty:
+                continue
+            color = palette[name]
+            ax.plot(part[x], part[y], marker="o", ms=4, mec="w", mew=0.75, color=color,
+                    label=str(name))  # fmt: skip
+            part = part.dropna(subset=["stderr"]) if bands else part.iloc[0:0]
+            if len(part):
+                ax.fill_between(part[x], part[y] - part["stderr"], part[y] + part["stderr"],
+                                alpha=0.15, color=color, linewidth=0)  # fmt: skip
         if logx:
             ax.set_xscale("log")
         if logy:
             ax.set_yscale("log")
         if x == "tokens":
             format_tokens_axis(ax)
+        if col:
+            ax.set_title(str(panel))
+        ax.spines[["top", "right"]].set_visible(False)
     xlabel = {"tokens": "tokens seen", "step": "training step"}.get(x, x)
     if logx:
         xlabel += " (log scale)"
-    g.set_axis_labels(xlabel, ylabel)
-    if col:
-        g.set_titles("{col_name}")
+    ncol = axes.shape[1]
+    for i, ax in enumerate(list(axes.flat)[: len(panels)]):
+        if i % ncol == 0:
+            ax.set_ylabel(ylabel)
+        if i + ncol >= len(panels):
+            ax.set_xlabel(xlabel)
+    found: dict[str, Any] = {}  # one entry per hue value, whichever panel has it
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            found.setdefault(lab, h)
+    labels = [str(n) for n in hue_order if str(n) in found]
+    fig.legend([found[lab] for lab in labels], labels, title=hue, loc="upper left", bbox_to_anchor=(1.0, 0.95),
+               frameon=False)  # fmt: skip
     if title:
-        g.figure.suptitle(title, y=1.02, fontsize=13)
+        fig.suptitle(title, fontsize=13)
+    fig.tight_layout()
     plt.show()
-    return g
+    return fig
 
 
 def chance_normalize(values: np.ndarray, chance: float, top: float = 1.0) -> np.ndarray:
