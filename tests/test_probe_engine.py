@@ -542,3 +542,22 @@ def test_cli_rolling_and_prefix_token_reach_the_probe(tmp_path, tiny_checkpoint,
     model, _ = lm
     ref = perplexity(model, tok, [TEXTS[0], TEXTS[3]], window=32, rolling="lmeval", prefix="</s>")
     assert row["value"] == pytest.approx(ref.loss, rel=1e-6)
+
+
+def test_bfloat16_scores_stay_close_to_float32(lm, tiny_checkpoint):
+    """--dtype bfloat16 (the model's weights and activations in bf16, the vocabulary
+    log-softmax in float32): per-document log-likelihoods within 0.5% of the float32 model's,
+    choice log-likelihoods within 2% (or 0.05 nats)."""
+    from transformers import AutoModelForCausalLM
+
+    model32, tok = lm
+    model16 = AutoModelForCausalLM.from_pretrained(tiny_checkpoint, dtype=torch.bfloat16).eval()
+    nll32 = perplexity(model32, tok, TEXTS).nll
+    nll16 = perplexity(model16, tok, TEXTS).nll
+    for a, b in zip(nll32, nll16):
+        assert b == pytest.approx(a, rel=5e-3)
+    s32 = score_choices(model32, tok, REQUESTS)
+    s16 = score_choices(model16, tok, REQUESTS)
+    for r32, r16 in zip(s32, s16):
+        lp32, lp16 = [s.logprob for s in r32], [s.logprob for s in r16]
+        assert lp16 == pytest.approx(lp32, rel=2e-2, abs=5e-2)
