@@ -231,7 +231,7 @@ def test_cli_train_and_presets(tmp_path, capsys):
     assert main(argv + ["--runs", "span-xs", "-q"]) == 0  # finished variants are not retrained
     assert done.stat().st_mtime_ns == stamp
     assert main(["zoo", "presets"]) == 0
-    assert "quick: 10 variants" in capsys.readouterr().out
+    assert "quick: 9 variants" in capsys.readouterr().out
     assert main(["zoo", "world", "--out", str(tmp_path / "w"), "--preset", "smoke"]) == 0
     assert (tmp_path / "w" / "world.json").is_file() and (tmp_path / "w" / "tasks").is_dir()
     assert main(["zoo", "train", "--preset", "nope", "--out", str(out)]) == 2
@@ -282,3 +282,25 @@ def test_mixture_changes_what_the_model_knows(smoke_zoo):
     code, wiki = heldout("code"), heldout("wiki")
     assert _heldout_loss(last["clm-xs-code"], code) < _heldout_loss(last["clm-xs"], code) - 0.2
     assert _heldout_loss(last["clm-xs-code"], wiki) > _heldout_loss(last["clm-xs"], wiki) + 0.1
+
+
+def test_token_stream_cache_returns_the_same_stream(smoke_zoo, tmp_path):
+    """Variants with the same data share one cached stream; another mixture gets its own."""
+    import numpy as np
+
+    from ckpt_toolkit.zoo.presets import resolve_preset, resolve_variants
+    from ckpt_toolkit.zoo.tokenizer import load_tokenizer
+    from ckpt_toolkit.zoo.train import token_stream
+
+    tok = load_tokenizer(smoke_zoo.parent / "tokenizer")
+    specs = {s["run"]: s for s in resolve_variants(resolve_preset("smoke"))}
+    fresh = token_stream(specs["clm-xs"], tok)
+    cached = token_stream(specs["clm-xs"], tok, cache_dir=tmp_path)
+    assert np.array_equal(fresh, cached) and len(list(tmp_path.glob("*.npy"))) == 1
+    # same corpus, other objective: read from the cache, equal to building it
+    assert np.array_equal(token_stream(specs["span-xs"], tok, cache_dir=tmp_path), fresh)
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+    code = token_stream(specs["clm-xs-code"], tok, cache_dir=tmp_path)
+    assert np.array_equal(code, token_stream(specs["clm-xs-code"], tok))
+    assert not np.array_equal(code[: len(fresh)], fresh[: len(code)])
+    assert len(list(tmp_path.glob("*.npy"))) == 2 and not list(tmp_path.glob("*.tmp*"))

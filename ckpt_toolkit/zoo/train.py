@@ -84,8 +84,35 @@ def count_params(model) -> tuple[int, int]:
     return total, total - emb
 
 
-def token_stream(spec: dict[str, Any], tokenizer) -> np.ndarray:
-    """The variant's pretraining corpus, tokenized, documents joined by ``</s>``."""
+def token_stream(
+    spec: dict[str, Any], tokenizer, cache_dir: str | Path | None = None
+) -> np.ndarray:
+    """The variant's pretraining corpus, tokenized, documents joined by ``</s>``.
+
+    With ``cache_dir``, the stream is kept there as ``<key>.npy``, the key hashing everything
+    the stream depends on (world, mixture, corpus size, length filter, domain tags, shuffle seed,
+    the tokenizer's vocabulary), so variants that differ only in model, objective or learning
+    rate build it once (the file is written atomically: parallel workers never read half)."""
+    path = None
+    if cache_dir is not None:
+        from ..specs import spec_hash
+
+        keys = ("world_seed", "world", "mixture_weights", "corpus_chars", "length_filter")
+        key = {k: spec[k] for k in keys} | {"tags": spec["domain_tags"], "seed": spec["seed"]}
+        key["vocab"] = spec_hash(sorted(tokenizer.get_vocab().items()))
+        path = Path(cache_dir) / f"{spec_hash(key)}.npy"
+        if path.is_file():
+            return np.load(path)
+    stream = _tokenize_corpus(spec, tokenizer)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, stream)
+        os.replace(tmp, path)
+    return stream
+
+
+def _tokenize_corpus(spec: dict[str, Any], tokenizer) -> np.ndarray:
     from ..world import build_world
 
     world = build_world(spec["world_seed"], spec["world"])
@@ -225,7 +252,8 @@ def train_variant(spec: dict[str, Any], out_dir: str) -> list[dict[str, Any]]:
     tokenizer = load_tokenizer(root / "tokenizer")
     ids = SpecialIds.from_tokenizer(tokenizer)
     seq_len, bsz, total = spec["seq_len"], spec["batch_size"], spec["steps"]
-    windows = Windows(token_stream(spec, tokenizer), seq_len, bsz, spec["seed"])
+    stream = token_stream(spec, tokenizer, cache_dir=root / "world" / "streams")
+    windows = Windows(stream, seq_len, bsz, spec["seed"])
     collate = Collator(spec["objective"], seq_len, ids)
     save_at = set(checkpoint_steps(total, spec["n_checkpoints"]))
 
