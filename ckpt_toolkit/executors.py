@@ -56,6 +56,9 @@ class WorkUnit:
     ``device`` is where the unit computes (``cpu``, ``cuda``, ``cuda:1``, ``auto``, ``mps``); the
     executor turns it into a GPU request with :func:`gpus_for_device`. ``resources`` may propose
     ``num_cpus`` / ``num_gpus`` / ``memory`` explicitly; the user's executor options win.
+    ``max_threads``: more torch threads than this do not help the unit (a model too small to
+    split, :func:`ckpt_toolkit.threads.useful_threads`); it caps the automatic thread choice,
+    never an explicit ``--threads``.
     """
 
     key: str
@@ -64,6 +67,7 @@ class WorkUnit:
     kwargs: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
+    max_threads: int | None = None
 
 
 @dataclass
@@ -369,10 +373,14 @@ class Executor:
 
     def unit_threads(self, unit: WorkUnit) -> int:
         """Torch threads for ``unit``: ``--threads`` if given, else the policy (capped by
-        ``--num-cpus`` when the user gave it; a sweep's own CPU proposal is for Ray)."""
+        ``--num-cpus`` when the user gave it, and by the unit's ``max_threads``; a sweep's own
+        CPU proposal is for Ray)."""
         if self.options.threads is None and self._monitor is None:
             self._monitor = LoadMonitor()
-        return resolve_threads(self.options.threads, self.options.num_cpus, self._monitor)
+        cap = self.options.num_cpus
+        if unit.max_threads is not None:
+            cap = unit.max_threads if cap is None else min(cap, unit.max_threads)
+        return resolve_threads(self.options.threads, cap, self._monitor)
 
     def run(
         self, units: Sequence[WorkUnit], on_result: Callable[[WorkUnit, Any], None]

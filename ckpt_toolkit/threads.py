@@ -247,6 +247,18 @@ def usable_cores() -> int:
 
 
 # -- the option ------------------------------------------------------------------------------
+#: below this many parameters one thread is faster than two on the project's 2-core machine
+#: (BENCHMARKS.md, probing on a busy machine: a 0.94M-parameter model, 15.6 s on 1 thread,
+#: 21.8 s on 2): the work of a forward pass is too small to split
+SMALL_MODEL_PARAMS = 2_000_000
+
+
+def useful_threads(params: int | None) -> int | None:
+    """At most how many threads a model of ``params`` parameters can use well: 1 below
+    :data:`SMALL_MODEL_PARAMS`, no limit (``None``) above it or when the size is unknown."""
+    return 1 if params is not None and 0 < params < SMALL_MODEL_PARAMS else None
+
+
 def parse_threads(value: int | str | None, option: str = "--threads") -> int | None:
     """``None``/``"auto"`` → None (the policy decides); a positive integer → itself."""
     if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):

@@ -388,6 +388,51 @@ def test_local_executor_threads_follow_the_policy_per_unit(monkeypatch):
     assert torch.get_num_threads() == before
 
 
+def test_small_models_are_not_split_across_threads(monkeypatch):
+    """A unit's max_threads (a model too small to split) caps the automatic choice on an idle
+    machine, never an explicit --threads; probe and fine-tune units of a zoo checkpoint carry
+    it from the manifest's parameter count."""
+    pytest.importorskip("torch")
+    from ckpt_toolkit.threads import CpuBudget, LoadMonitor, useful_threads
+
+    monkeypatch.delenv("CKPT_THREADS", raising=False)
+    monkeypatch.setattr(LoadMonitor, "budget", lambda self: CpuBudget(2, None, 0.0))
+    units = [
+        WorkUnit("tiny", _torch_threads, max_threads=useful_threads(935_040)),
+        WorkUnit("large", _torch_threads, max_threads=useful_threads(134_515_008)),
+        WorkUnit("unknown", _torch_threads, max_threads=useful_threads(None)),
+    ]
+    got: dict[str, int] = {}
+
+    def keep(unit, rows):
+        got[unit.key] = rows[0]["threads"]
+
+    LocalExecutor(progress=False).run(units, keep)
+    assert got == {"tiny": 1, "large": 2, "unknown": 2}
+    get_executor("local", threads=2, progress=False).run(units, keep)
+    assert got == {"tiny": 2, "large": 2, "unknown": 2}
+
+
+def test_probe_and_finetune_units_carry_the_model_size(smoke_zoo, tmp_path, monkeypatch):
+    import ckpt_toolkit.finetune.runner as ft
+    import ckpt_toolkit.probes.sweep as ps
+    from ckpt_toolkit.checkpoints import resolve_source
+
+    seen: list[tuple[str, int | None]] = []
+
+    def record(runner, units, writer, report):
+        seen.extend((u.fn.__name__, u.max_threads) for u in units)
+
+    monkeypatch.setattr(ps, "run_sweep", record)
+    monkeypatch.setattr(ft, "run_sweep", record)
+    refs = [r for r in resolve_source(str(smoke_zoo)) if r.run == "clm-xs"][-1:]
+    assert refs[0].params and refs[0].params < 2_000_000
+    ps.run_probes(refs, tmp_path / "p.duckdb", probes="ppl", progress=False)
+    ft.run_finetune(refs, tmp_path / "f.duckdb", progress=False)
+    assert seen and all(n == 1 for _, n in seen)
+    assert {name for name, _ in seen} == {"probe_checkpoint", "finetune_unit"}
+
+
 # -- a real sweep in worker processes ---------------------------------------------------------
 @pytest.mark.slow
 def test_probe_sweep_in_worker_processes_matches_local(smoke_zoo, tmp_path):

@@ -27,6 +27,7 @@ from ..specs import spec_hash
 from ..store import ResultsStore
 from ..sweep import plan_executor, run_sweep, store_writer
 from ..tasks import TaskItem
+from ..threads import useful_threads
 from .spec import load_spec, sft_spec_hash
 
 GROUP_BY = ("capability", "task")
@@ -324,6 +325,7 @@ def run_finetune(
                     },
                     resources={"num_cpus": 1},
                     device=device,  # the GPU rule: executors.gpus_for_device
+                    max_threads=useful_threads(ref.params),
                 )
             )
     run_sweep(runner, units, store_writer(store, meta), report)

@@ -22,6 +22,7 @@ from ..executors import SweepReport, WorkUnit
 from ..store import ResultsStore
 from ..sweep import plan_executor, run_sweep, store_writer
 from ..tasks import TaskItem
+from ..threads import useful_threads
 from .data import content_hash, items_hash, load_heldout, load_probe_tasks
 from .item_log import item_log_dir, item_log_path, takes_item_log, write_item_log
 from .registry import (
@@ -315,6 +316,7 @@ def run_probes(
                 },
                 resources={"num_cpus": 1},
                 device=device,  # the GPU rule: executors.gpus_for_device
+                max_threads=useful_threads(ref.params),
             )
         )
     if not units and not report.skipped:
