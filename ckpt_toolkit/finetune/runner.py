@@ -265,7 +265,7 @@ def run_finetune(
     Rows: probe ``sft``; task ``<task>`` metric ``score`` (mean accuracy over its datasets) and
     ``train_loss``; task ``<task>/<dataset>`` metric ``acc``.
     """
-    from ..checkpoints import CheckpointRef, fingerprint, resolve_source
+    from ..checkpoints import fingerprint, resolve_source
     from ..probes.data import load_probe_tasks
 
     eff = load_spec(spec)
@@ -274,10 +274,7 @@ def run_finetune(
     )
     if not isinstance(store, ResultsStore):
         store = ResultsStore(store)
-    if isinstance(source, list) and source and all(isinstance(r, CheckpointRef) for r in source):
-        refs = list(source)
-    else:
-        refs = resolve_source(source)
+    refs = resolve_source(source)  # a list of CheckpointRef passes through unchanged
     refs = select_checkpoints(refs, checkpoints)
     if not refs:
         raise ParameterError(f"no checkpoints selected from {source} ({checkpoints})")

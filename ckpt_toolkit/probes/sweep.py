@@ -266,10 +266,7 @@ def run_probes(
     )
     if not isinstance(store, ResultsStore):
         store = ResultsStore(store)
-    if isinstance(source, list) and source and all(isinstance(r, CheckpointRef) for r in source):
-        refs = list(source)
-    else:
-        refs = resolve_source(source)
+    refs = resolve_source(source)  # a list of CheckpointRef passes through unchanged
     needs = {get_probe(p).needs for p in probes}
     need_tasks, need_heldout = "tasks" in needs, "heldout" in needs
     done = store.done()
