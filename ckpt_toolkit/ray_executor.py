@@ -306,10 +306,6 @@ class RayExecutor(Executor):
         units = list(units)
         if not units:
             return report
-        keys = [u.key for u in units]
-        if len(set(keys)) != len(keys):
-            dup = sorted({k for k in keys if keys.count(k) > 1})
-            raise ParameterError(f"work unit keys must be unique; repeated: {dup[:5]}")
         [self.task_options(u) for u in units]  # validates before connecting
         ray = _import_ray()
         self.connect()

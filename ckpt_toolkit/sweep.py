@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -98,9 +99,14 @@ def run_sweep(
     """Run ``units`` on ``executor`` and ``write`` each unit's rows in the driver as it completes.
 
     Fills ``report`` (default: a new :class:`SweepReport`): ``done``, ``failed`` and
-    ``rows_written`` (the sum of what ``write`` returned).
+    ``rows_written`` (the sum of what ``write`` returned). Unit keys must be unique
+    (:class:`ParameterError` otherwise, before anything runs).
     """
     out: SweepReport = report if report is not None else SweepReport()
+    keys = Counter(u.key for u in units)
+    repeated = sorted(k for k, n in keys.items() if n > 1)
+    if repeated:  # results are matched to their unit, and reported, by key
+        raise ParameterError(f"work unit keys must be unique; repeated: {repeated[:5]}")
 
     def on_result(unit: WorkUnit, rows: Any) -> None:
         n = write(unit, rows)

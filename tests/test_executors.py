@@ -473,3 +473,17 @@ def test_demo_rejects_bad_threads_before_training(tmp_path, capsys):
     assert main(argv) == 2
     assert "--threads must be 'auto' or a positive integer, got '0'" in capsys.readouterr().err
     assert not (tmp_path / "zoo").exists()
+
+
+@pytest.mark.parametrize("name", ["local", "processes"])
+def test_sweep_refuses_repeated_unit_keys_before_running(name, tmp_path):
+    """Results are matched to units by key: a repeated key is an error for every executor,
+    raised before any unit runs."""
+    from ckpt_toolkit.errors import ParameterError
+    from ckpt_toolkit.sweep import run_sweep
+
+    marker = tmp_path / "ran"
+    units = [WorkUnit("a", marker.touch), WorkUnit("b", marker.touch), WorkUnit("a", marker.touch)]
+    with pytest.raises(ParameterError, match=r"unique; repeated: \['a'\]"):
+        run_sweep(get_executor(name, progress=False), units, lambda unit, rows: 0)
+    assert not marker.exists()
