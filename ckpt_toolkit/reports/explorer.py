@@ -16,6 +16,33 @@ from ..errors import ParameterError
 
 #: How curves are grouped: one line per (run, task), or per (run, capability) averaged over tasks.
 MODES = ("per task", "capability mean")
+#: Dash patterns telling runs apart (seaborn's first five; repeated after that); () = solid.
+DASHES: tuple[tuple[float, ...], ...] = ((), (4, 1.5), (1, 1), (3, 1.25, 1.5, 1.25), (5, 1, 1, 1))
+
+
+def _dash(i: int) -> dict[str, Any]:
+    """Line style keywords of the ``i``-th dash pattern."""
+    pattern = DASHES[i % len(DASHES)]
+    return {"dashes": pattern} if pattern else {"linestyle": "-"}
+
+
+def _draw_lines(ax: Any, sel: pd.DataFrame) -> None:
+    """One line per (run, line) of ``sel``: colour by line, dashes by run, and a legend with a
+    section for each (as seaborn's ``lineplot(hue="line", style="run")``)."""
+    from matplotlib.lines import Line2D
+
+    from .figures import palette
+
+    colors = palette(list(pd.unique(sel["line"])))
+    runs = {run: _dash(i) for i, run in enumerate(pd.unique(sel["run"]))}
+    for (run, line), part in sel.groupby(["run", "line"], sort=False):
+        ax.plot(part["x"], part["value"], marker="o", ms=4, color=colors[line], **runs[run])
+    header = Line2D([], [], linestyle="none")
+    handles = [header] + [Line2D([], [], color=c, marker="o", ms=4) for c in colors.values()]
+    handles += [header] + [Line2D([], [], color=".2", **style) for style in runs.values()]
+    labels = ["line", *map(str, colors), "run", *map(str, runs)]
+    ax.legend(handles, labels, bbox_to_anchor=(1.0, 1.0), loc="upper left", frameon=False,
+              fontsize=8)  # fmt: skip
 
 
 class CurveExplorer:
@@ -81,7 +108,6 @@ class CurveExplorer:
     ) -> Any:
         """Draw the selected curves; returns the matplotlib Figure (also kept: ``self.last``)."""
         import matplotlib.pyplot as plt
-        import seaborn as sns
 
         from .figures import format_tokens_axis
 
@@ -97,19 +123,7 @@ class CurveExplorer:
         if sel.empty:
             ax.text(0.5, 0.5, "nothing selected", ha="center", va="center", transform=ax.transAxes)
         else:
-            sns.lineplot(
-                data=sel,
-                x="x",
-                y="value",
-                hue="line",
-                style="run",
-                marker="o",
-                markersize=4,
-                ax=ax,
-                palette="colorblind",
-                errorbar=None,
-            )
-            ax.legend(bbox_to_anchor=(1.0, 1.0), loc="upper left", frameon=False, fontsize=8)
+            _draw_lines(ax, sel)
         if log_x:
             ax.set_xscale("log")
         if self.x == "tokens":

@@ -1,4 +1,5 @@
-"""Figure and table helpers for the report notebooks (seaborn style, escaped tables, text).
+"""Figure and table helpers for the report notebooks (matplotlib in seaborn's style, escaped
+tables, text).
 
 Notebooks stay thin: they call the analyses, then these helpers to show the results. Everything
 shown as HTML is escaped here, because run names, task names and manifest values are user text
@@ -15,22 +16,72 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# seaborn's "colorblind" palette, and its whitegrid style at the notebook context: the report
+# figures are drawn with matplotlib alone (importing seaborn cost each kernel ~0.8 s)
+COLORBLIND = ("#0173B2", "#DE8F05", "#029E73", "#D55E00", "#CC78BC",
+              "#CA9161", "#FBAFE4", "#949494", "#ECE133", "#56B4E9")  # fmt: skip
+STYLE: dict[str, Any] = {
+    "figure.facecolor": "white",
+    "axes.facecolor": "white",
+    "axes.edgecolor": ".8",
+    "axes.labelcolor": ".15",
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "axes.linewidth": 1.25,
+    "grid.color": ".8",
+    "grid.linestyle": "-",
+    "grid.linewidth": 1,
+    "text.color": ".15",
+    "xtick.color": ".15",
+    "ytick.color": ".15",
+    "xtick.direction": "out",
+    "ytick.direction": "out",
+    "xtick.bottom": False,
+    "ytick.left": False,
+    "xtick.top": False,
+    "ytick.right": False,
+    "xtick.major.width": 1.25,
+    "ytick.major.width": 1.25,
+    "xtick.minor.width": 1,
+    "ytick.minor.width": 1,
+    "xtick.major.size": 6,
+    "ytick.major.size": 6,
+    "xtick.minor.size": 4,
+    "ytick.minor.size": 4,
+    "xtick.labelsize": 11,
+    "ytick.labelsize": 11,
+    "font.size": 12,
+    "font.family": ["sans-serif"],
+    "font.sans-serif": [
+        "Arial",
+        "DejaVu Sans",
+        "Liberation Sans",
+        "Bitstream Vera Sans",
+        "sans-serif",
+    ],
+    "legend.title_fontsize": 12,
+    "lines.linewidth": 1.5,
+    "lines.markersize": 6,
+    "lines.solid_capstyle": "round",
+    "patch.edgecolor": "w",
+    "patch.force_edgecolor": True,
+    "patch.linewidth": 1,
+}
+# seaborn's "vlag" diverging colour map (blue - white - red), every 32nd entry of its table
+_VLAG = ((0.1385, 0.4133, 0.7405), (0.4038, 0.5462, 0.7455), (0.6093, 0.6821, 0.7942),
+         (0.8107, 0.8313, 0.8770), (0.9806, 0.9616, 0.9581), (0.9077, 0.7850, 0.7773),
+         (0.8274, 0.5921, 0.5817), (0.7485, 0.4049, 0.3980), (0.6608, 0.2153, 0.2307))  # fmt: skip
+
 
 def setup(dpi: int = 110) -> None:
-    """Seaborn theme with readable fonts; inline figures as embedded PNG."""
-    import warnings
-
+    """Matplotlib in the report style (:data:`STYLE`, colour-blind palette) with readable
+    fonts; inline figures as embedded PNG."""
     import matplotlib as mpl
-    import seaborn as sns
 
-    # seaborn's heatmap calls Colormap.set_bad, which matplotlib marks as pending deprecation:
-    # a library-internal notice that would otherwise print inside the HTML report
-    warnings.filterwarnings(
-        "ignore", message="The set_bad function", category=PendingDeprecationWarning
-    )
-    sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
+    mpl.rcParams.update(STYLE)
     mpl.rcParams.update(
         {
+            "axes.prop_cycle": mpl.cycler(color=COLORBLIND),
             "figure.dpi": dpi,
             "savefig.dpi": dpi,
             "figure.figsize": (8, 4.5),
@@ -50,6 +101,11 @@ def setup(dpi: int = 110) -> None:
             ip.run_line_magic("config", "InlineBackend.figure_formats = ['png']")
     except ImportError:  # pragma: no cover - outside IPython
         pass
+
+
+def palette(names: Sequence[Any]) -> dict[Any, str]:
+    """One colour per name, in order, from the colour-blind palette (it repeats after ten)."""
+    return {n: COLORBLIND[i % len(COLORBLIND)] for i, n in enumerate(names)}
 
 
 def esc(value: Any) -> str:
@@ -201,6 +257,40 @@ def _panel_grid(n: int, col_wrap: int, width: float, height: float, **kw: Any) -
     return fig, axes
 
 
+def _label_grid(axes: Any, n: int, xlabel: str, ylabel: str) -> None:
+    """``ylabel`` on the first panel of each row, ``xlabel`` on each of the ``n`` panels with no
+    panel below it."""
+    ncol = axes.shape[1]
+    for i, ax in enumerate(list(axes.flat)[:n]):
+        if i % ncol == 0:
+            ax.set_ylabel(ylabel)
+        if i + ncol >= n:
+            ax.set_xlabel(xlabel)
+
+
+def _figure_legend(fig: Any, axes: Any, order: Sequence[Any], title: str) -> None:
+    """One legend for the whole figure, right of the panels: an entry per name of ``order``
+    that some panel drew (with its label), in that order."""
+    found: dict[str, Any] = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            found.setdefault(lab, h)
+    labels = [str(n) for n in order if str(n) in found]
+    fig.legend([found[lab] for lab in labels], labels, title=title, loc="upper left",
+               bbox_to_anchor=(1.0, 0.95), frameon=False)  # fmt: skip
+
+
+def _show(fig: Any, title: str | None) -> Any:
+    """Give ``fig`` its ``title``, lay it out and show it; returns it."""
+    import matplotlib.pyplot as plt
+
+    if title:
+        fig.suptitle(title, fontsize=13)
+    fig.tight_layout()
+    plt.show()
+    return fig
+
+
 def plot_curves(
     df: pd.DataFrame,
     *,
@@ -212,19 +302,22 @@ def plot_curves(
     logx: bool = True,
     logy: bool = False,
     ylabel: str = "score",
+    xlabel: str | None = None,
     title: str | None = None,
     height: float = 2.8,
     max_cols: int = 12,
     errorbars: bool = True,
+    ref: float | None = None,
+    ylim: tuple[float, float] | None = None,
+    xticks: Sequence[float] | None = None,
 ) -> Any:
     """Line plots of ``y`` against ``x`` per ``hue`` (one panel per ``col`` value), markers on
-    the checkpoints, ±stderr bands where a ``stderr`` column exists. Returns the figure.
+    the checkpoints, ±stderr bands where a ``stderr`` column exists; optionally a dashed
+    horizontal line at ``ref``, y limits and x ticks. ``xlabel`` defaults to a name for tokens
+    or steps (plus "(log scale)"). Returns the figure.
 
     Drawn with matplotlib directly: seaborn's ``relplot`` lays the figure out three more times
     (its grid, its legend), which cost more than the drawing itself."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     data = df.copy()
     if col and data[col].nunique() > max_cols:
         keep = list(data[col].drop_duplicates())[:max_cols]
@@ -234,7 +327,7 @@ def plot_curves(
     data = data.sort_values([c for c in (hue, col, x) if c])
     panels = list(pd.unique(data[col])) if col else [None]
     hue_order = _hue_order(data, hue)
-    palette = dict(zip(hue_order, sns.color_palette("colorblind", max(len(hue_order), 1))))
+    colors = palette(hue_order)
     bands = errorbars and "stderr" in data and data["stderr"].notna().any()
     fig, axes = _panel_grid(len(panels), col_wrap, height * 1.4, height, sharex=True)
     for ax, panel in zip(axes.flat, panels):
@@ -243,7 +336,7 @@ def plot_curves(
             part = sub[sub[hue] == name]
             if part.empty:
                 continue
-            color = palette[name]
+            color = colors[name]
             ax.plot(part[x], part[y], marker="o", ms=4, mec="w", mew=0.75, color=color,
                     label=str(name))  # fmt: skip
             part = part.dropna(subset=["stderr"]) if bands else part.iloc[0:0]
@@ -258,28 +351,127 @@ def plot_curves(
             format_tokens_axis(ax)
         if col:
             ax.set_title(str(panel))
+        if ref is not None:
+            ax.axhline(ref, ls="--", lw=1, color="0.45")
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        if xticks is not None:
+            ax.set_xticks(list(xticks))
         ax.spines[["top", "right"]].set_visible(False)
-    xlabel = {"tokens": "tokens seen", "step": "training step"}.get(x, x)
-    if logx:
-        xlabel += " (log scale)"
-    ncol = axes.shape[1]
-    for i, ax in enumerate(list(axes.flat)[: len(panels)]):
-        if i % ncol == 0:
-            ax.set_ylabel(ylabel)
-        if i + ncol >= len(panels):
-            ax.set_xlabel(xlabel)
-    found: dict[str, Any] = {}  # one entry per hue value, whichever panel has it
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            found.setdefault(lab, h)
-    labels = [str(n) for n in hue_order if str(n) in found]
-    fig.legend([found[lab] for lab in labels], labels, title=hue, loc="upper left", bbox_to_anchor=(1.0, 0.95),
-               frameon=False)  # fmt: skip
-    if title:
-        fig.suptitle(title, fontsize=13)
-    fig.tight_layout()
-    plt.show()
-    return fig
+    if xlabel is None:
+        xlabel = {"tokens": "tokens seen", "step": "training step"}.get(x, x)
+        xlabel += " (log scale)" if logx else ""
+    _label_grid(axes, len(panels), xlabel, ylabel)
+    _figure_legend(fig, axes, hue_order, hue)
+    return _show(fig, title)
+
+
+def _categories(values: pd.Series) -> list[Any]:
+    """Category order of a categorical axis: numbers sorted, anything else as first seen."""
+    cats = list(pd.unique(values.dropna()))
+    return sorted(cats) if pd.api.types.is_numeric_dtype(values) else cats
+
+
+def _category_axis(ax: Any, axis: str, cats: Sequence[Any]) -> None:
+    """``cats`` as the ticks 0, 1, … of ``axis`` ("x" or "y"; on y the first is at the top),
+    with no grid lines across them."""
+    ticks, labels = range(len(cats)), [str(c) for c in cats]
+    if axis == "y":
+        ax.set_yticks(ticks, labels)
+        ax.set_ylim(len(cats) - 0.5, -0.5)
+        ax.yaxis.grid(False)
+    else:
+        ax.set_xticks(ticks, labels)
+        ax.set_xlim(-0.5, len(cats) - 0.5)
+        ax.xaxis.grid(False)
+
+
+def strip(
+    ax: Any,
+    data: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    hue: str,
+    size: float = 8.0,
+    jitter: float = 0.15,
+    seed: int = 0,
+) -> None:
+    """On ``ax``: one point per row at ``x`` in the row of its ``y`` category (first category at
+    the top, jittered up or down by at most ``jitter``), coloured by ``hue`` and labelled for a
+    legend; ``size`` is the marker diameter in points (seaborn's ``stripplot``)."""
+    cats = _categories(data[y])
+    hues = _hue_order(data, hue)
+    colors = palette(hues)
+    rng = np.random.default_rng(seed)
+    pos = data[y].map({c: i for i, c in enumerate(cats)}).to_numpy(float)
+    pos = pos + rng.uniform(-jitter, jitter, len(pos))
+    for h in hues:
+        rows = (data[hue] == h).to_numpy()
+        ax.scatter(data[x].to_numpy()[rows], pos[rows], s=size**2, color=colors[h],
+                   linewidth=0, label=str(h))  # fmt: skip
+    _category_axis(ax, "y", cats)
+
+
+def bars(
+    ax: Any,
+    data: pd.DataFrame,
+    *,
+    cat: str,
+    value: str,
+    hue: str,
+    horizontal: bool = True,
+    cats: Sequence[Any] | None = None,
+    hues: Sequence[Any] | None = None,
+    width: float = 0.8,
+) -> None:
+    """On ``ax``: a bar of the mean ``value`` per ``cat`` category and ``hue``, the ``hue`` bars
+    of a category side by side within ``width``, coloured by ``hue`` and labelled for a legend;
+    horizontal bars (categories down the y axis, first at the top) or vertical ones. ``cats``
+    and ``hues``: the categories and hue values in order (default: those of ``data``, numbers
+    sorted, categories else as first seen, runs by size)."""
+    cats = list(cats) if cats is not None else _categories(data[cat])
+    hues = list(hues) if hues is not None else _hue_order(data, hue)
+    colors = palette(hues)
+    means = data.groupby([cat, hue], sort=False)[value].mean()
+    step = width / max(len(hues), 1)
+    for i, h in enumerate(hues):
+        at = [(j, means[(c, h)]) for j, c in enumerate(cats) if (c, h) in means.index]
+        pos = [j - width / 2 + step * (i + 0.5) for j, _ in at]
+        vals = [v for _, v in at]
+        draw = ax.barh if horizontal else ax.bar
+        draw(pos, vals, step, color=colors[h], label=str(h))
+    _category_axis(ax, "y" if horizontal else "x", cats)
+
+
+def plot_bar_facets(
+    df: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    hue: str,
+    col: str,
+    xlabel: str,
+    ylabel: str,
+    col_wrap: int = 3,
+    height: float = 3.0,
+    aspect: float = 1.3,
+    title: str | None = None,
+) -> Any:
+    """Vertical bars of the mean ``y`` per ``x`` category, one bar per ``hue`` side by side
+    (:func:`bars`), one panel per ``col`` value with shared axes and one legend. Returns the
+    figure."""
+    panels = list(pd.unique(df[col]))
+    cats, hues = _categories(df[x]), _hue_order(df, hue)
+    fig, axes = _panel_grid(len(panels), col_wrap, height * aspect, height, sharex=True,
+                            sharey=True)  # fmt: skip
+    for ax, panel in zip(axes.flat, panels):
+        sub = df[df[col] == panel]
+        bars(ax, sub, cat=x, value=y, hue=hue, horizontal=False, cats=cats, hues=hues)
+        ax.set_title(str(panel))
+    _label_grid(axes, len(panels), xlabel, ylabel)
+    _figure_legend(fig, axes, hues, hue)
+    return _show(fig, title)
 
 
 def chance_normalize(values: np.ndarray, chance: float, top: float = 1.0) -> np.ndarray:
@@ -305,7 +497,6 @@ def plot_smoothed(
     """Measured points (markers) and their LOWESS curve (line) per ``hue`` in one panel per
     ``col``; a dotted line marks chance (0). ``cv`` has columns ``x``, ``y`` and ``smooth``."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     data = cv.copy()
     panels = list(data[col].drop_duplicates())[:max_cols]
@@ -313,7 +504,7 @@ def plot_smoothed(
     if logx:
         data = data[data["x"] > 0]
     hues = _hue_order(data, hue)
-    palette = dict(zip(hues, sns.color_palette("colorblind", max(len(hues), 1))))
+    colors = palette(hues)
     ncol = min(col_wrap, len(panels)) or 1
     nrow = int(np.ceil(len(panels) / ncol)) or 1
     fig, axes = plt.subplots(
@@ -325,8 +516,8 @@ def plot_smoothed(
             part = sub[sub[hue] == h].sort_values("x")
             if part.empty:
                 continue
-            ax.plot(part["x"], part[y], "o", ms=3, alpha=0.45, color=palette[h])
-            ax.plot(part["x"], part[smooth], "-", lw=1.8, color=palette[h], label=str(h))
+            ax.plot(part["x"], part[y], "o", ms=3, alpha=0.45, color=colors[h])
+            ax.plot(part["x"], part[smooth], "-", lw=1.8, color=colors[h], label=str(h))
         ax.axhline(0.0, ls=":", lw=1, color="0.4")
         ax.set_title(str(panel))
         if logx:
@@ -349,6 +540,31 @@ def plot_smoothed(
     return fig
 
 
+def _colormap(name: str, lo: float, hi: float, center: float | None) -> Any:
+    """Colour map ``name`` ("vlag" or a matplotlib name) for values ``lo``..``hi``; with a
+    ``center``, cut so that ``center`` gets the map's middle colour (seaborn's heatmap)."""
+    import matplotlib as mpl
+    from matplotlib.colors import LinearSegmentedColormap, ListedColormap
+
+    if name == "vlag":
+        stops = np.append(np.arange(len(_VLAG) - 1) * 32, 255) / 255  # entries 0, 32, …, 255
+        cmap = LinearSegmentedColormap.from_list("vlag", list(zip(stops, _VLAG)))
+    else:
+        cmap = mpl.colormaps[name]
+    if center is None or not max(hi - center, center - lo) > 0:
+        return cmap
+    span = max(hi - center, center - lo)
+    return ListedColormap(cmap(np.linspace((lo - center + span) / (2 * span),
+                                           (hi - center + span) / (2 * span), 256)))  # fmt: skip
+
+
+def _text_color(rgba: Sequence[float]) -> str:
+    """Dark text on a light cell, white on a dark one (relative luminance above 0.408)."""
+    rgb = np.asarray(rgba, dtype=float)[:3]
+    rgb = np.where(rgb <= 0.03928, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return ".15" if rgb @ np.array([0.2126, 0.7152, 0.0722]) > 0.408 else "w"
+
+
 def plot_heatmap(
     wide: pd.DataFrame,
     *,
@@ -360,28 +576,34 @@ def plot_heatmap(
     vmax: float | None = 1,
     cmap: str = "vlag",
 ) -> Any:
-    """An annotated heatmap of a wide table (rows × columns) with a labelled colour bar."""
+    """An annotated heatmap of a wide table (rows × columns, first row at the top) with a
+    labelled colour bar; empty cells stay blank, and values are written in each cell when there
+    are at most 150. ``vmin``/``vmax`` default to the data's range."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
+    values = wide.to_numpy(dtype=float)
+    lo = float(np.nanmin(values)) if vmin is None else vmin
+    hi = float(np.nanmax(values)) if vmax is None else vmax
     h = max(3.0, 0.5 * len(wide) + 2.0)
     w = max(6.0, 1.1 * len(wide.columns) + 4)
     fig, ax = plt.subplots(figsize=(min(w, 12), min(h, 10)))
-    sns.heatmap(
-        wide,
-        annot=len(wide) * len(wide.columns) <= 150,
-        fmt=fmt,
-        center=center,
-        vmin=vmin,
-        vmax=vmax,
-        cmap=cmap,
-        cbar_kws={"label": cbar_label},
-        ax=ax,
-        linewidths=0.5,
-    )
+    mesh = ax.pcolormesh(np.ma.masked_invalid(values), cmap=_colormap(cmap, lo, hi, center),
+                         vmin=lo, vmax=hi, linewidth=0.5, edgecolor="white")  # fmt: skip
+    ax.set_xlim(0, values.shape[1])
+    ax.set_ylim(values.shape[0], 0)
+    ax.grid(False)
+    ax.spines[:].set_visible(False)
+    ax.set_xticks(np.arange(values.shape[1]) + 0.5, [str(c) for c in wide.columns], rotation=20)
+    ax.set_yticks(np.arange(values.shape[0]) + 0.5, [str(i) for i in wide.index])
+    cbar = fig.colorbar(mesh, ax=ax, label=cbar_label)
+    cbar.outline.set_linewidth(0)
+    if values.size <= 150:
+        colors = mesh.to_rgba(values)
+        for (i, j), v in np.ndenumerate(values):
+            if not np.isnan(v):
+                ax.text(j + 0.5, i + 0.5, format(v, fmt), ha="center", va="center",
+                        color=_text_color(colors[i, j]))  # fmt: skip
     ax.set_title(title)
-    ax.tick_params(axis="x", labelrotation=20)
-    ax.tick_params(axis="y", labelrotation=0)
     ax.set_xlabel(wide.columns.name or "")
     ax.set_ylabel(wide.index.name or "")
     fig.tight_layout()
@@ -408,14 +630,13 @@ def plot_intervals(
     """Horizontal point estimates with interval bars (``lo``..``hi``) per ``y`` category, one
     colour per ``hue``, one panel per ``col``; a dashed reference line at ``ref``."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     panels = list(df[col].drop_duplicates()) if col else [None]
     ncol = min(col_wrap, len(panels))
     nrow = int(np.ceil(len(panels) / ncol))
     cats = list(df[y].drop_duplicates())
     hues = list(df[hue].drop_duplicates()) if hue else [None]
-    palette = dict(zip(hues, sns.color_palette("colorblind", max(len(hues), 1))))
+    colors = palette(hues)
     height = max(2.2, 0.3 * len(cats) * max(1, len(hues)) ** 0.5 + 1.0)
     fig, axes = plt.subplots(
         nrow, ncol, figsize=(3.3 * ncol + 2.2, height * nrow), squeeze=False, sharey=True
@@ -434,7 +655,7 @@ def plot_intervals(
                 fmt="o",
                 ms=5,
                 capsize=3,
-                color=palette[h],
+                color=colors[h],
                 label=None if h is None else str(h),
             )
         if ref is not None:
