@@ -194,3 +194,21 @@ def test_figures_and_explorer_draw_without_seaborn():
         "assert 'seaborn' not in sys.modules, 'seaborn imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_plot_smoothed_labels_every_bottom_panel_and_every_run(monkeypatch):
+    monkeypatch.setattr(plt, "show", lambda: None)
+    cv = _rows().rename(columns={"task": "benchmark", "tokens": "x", "value": "norm"})
+    cv["smooth"] = cv["norm"]
+    fig = F.plot_smoothed(cv, col_wrap=3, title="S")
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == ["a", "b", "c", "d"]
+    xlabel = "tokens seen (log scale)"
+    assert [ax.get_xlabel() for ax in shown] == ["", xlabel, xlabel, xlabel]
+    assert [ax.xaxis.get_tick_params()["labelbottom"] for ax in shown] == [False, True, True, True]
+    assert [ax.get_ylabel() for ax in shown][::3] == ["chance-normalised score"] * 2
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["small", "big"]  # small not in "a"
+    # points and LOWESS line per run, then the dotted chance line
+    assert len(shown[1].lines) == 5 and list(shown[1].lines[-1].get_ydata()) == [0, 0]
+    plt.close(fig)

@@ -73,7 +73,7 @@ _VLAG = ((0.1385, 0.4133, 0.7405), (0.4038, 0.5462, 0.7455), (0.6093, 0.6821, 0.
          (0.8274, 0.5921, 0.5817), (0.7485, 0.4049, 0.3980), (0.6608, 0.2153, 0.2307))  # fmt: skip
 
 
-def setup(dpi: int = 110) -> None:
+def setup(dpi: int = 96) -> None:
     """Matplotlib in the report style (:data:`STYLE`, colour-blind palette) with readable
     fonts; inline figures as embedded PNG."""
     import matplotlib as mpl
@@ -495,9 +495,8 @@ def plot_smoothed(
     height: float = 2.8,
 ) -> Any:
     """Measured points (markers) and their LOWESS curve (line) per ``hue`` in one panel per
-    ``col``; a dotted line marks chance (0). ``cv`` has columns ``x``, ``y`` and ``smooth``."""
-    import matplotlib.pyplot as plt
-
+    ``col``; a dotted line marks chance (0). ``cv`` has columns ``x``, ``y`` and ``smooth``.
+    Every panel with no panel below it shows the x axis; the legend lists every ``hue`` drawn."""
     data = cv.copy()
     panels = list(data[col].drop_duplicates())[:max_cols]
     data = data[data[col].isin(panels)]
@@ -505,11 +504,7 @@ def plot_smoothed(
         data = data[data["x"] > 0]
     hues = _hue_order(data, hue)
     colors = palette(hues)
-    ncol = min(col_wrap, len(panels)) or 1
-    nrow = int(np.ceil(len(panels) / ncol)) or 1
-    fig, axes = plt.subplots(
-        nrow, ncol, figsize=(ncol * height * 1.45, nrow * height), squeeze=False, sharex=True
-    )
+    fig, axes = _panel_grid(len(panels), col_wrap, height * 1.45, height, sharex=True)
     for ax, panel in zip(axes.flat, panels):
         sub = data[data[col] == panel]
         for h in hues:
@@ -523,21 +518,9 @@ def plot_smoothed(
         if logx:
             ax.set_xscale("log")
         format_tokens_axis(ax) if x_label.startswith("tokens") else None
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.set_visible(False)
-    for ax in axes[:, 0]:
-        ax.set_ylabel(ylabel)
-    for ax in axes[-1, :]:
-        ax.set_xlabel(x_label + (" (log scale)" if logx else ""))
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(
-        handles, labels, title=hue, loc="upper left", bbox_to_anchor=(1.0, 0.95), frameon=False
-    )
-    if title:
-        fig.suptitle(title, fontsize=13)
-    fig.tight_layout()
-    plt.show()
-    return fig
+    _label_grid(axes, len(panels), x_label + (" (log scale)" if logx else ""), ylabel)
+    _figure_legend(fig, axes, hues, hue)
+    return _show(fig, title)
 
 
 def _colormap(name: str, lo: float, hi: float, center: float | None) -> Any:
