@@ -66,6 +66,9 @@ STYLE: dict[str, Any] = {
     "patch.edgecolor": "w",
     "patch.force_edgecolor": True,
     "patch.linewidth": 1,
+    # titles at the top of their axes: no axis here has ticks on top, and the automatic
+    # placement measured every panel's x tick labels at each layout pass (~25% of a grid's CPU)
+    "axes.titley": 1.0,
 }
 # seaborn's "vlag" diverging colour map (blue - white - red), every 32nd entry of its table
 _VLAG = ((0.1385, 0.4133, 0.7405), (0.4038, 0.5462, 0.7455), (0.6093, 0.6821, 0.7942),
