@@ -550,11 +550,11 @@ def greedy_generate(
 
     Contexts are left-truncated to ``window - max_new_tokens`` tokens and batched by
     :func:`token_batches` (at most ``batch_size`` rows and ``max_tokens`` prompt tokens per
-    batch, default ``GENERATE_BUDGET_FACTOR`` × :func:`token_budget`). With ``give_up_chars``, a row stops once its
-    output, stripped of surrounding whitespace, is longer than that many characters and holds no
-    stop string: more tokens can only make it longer, so an exact-match scorer whose longest
-    answer has ``give_up_chars`` characters already knows it failed (the returned text is then
-    that truncated output).
+    batch, default ``GENERATE_BUDGET_FACTOR`` × :func:`token_budget`). With ``give_up_chars``,
+    a row stops once its output, stripped of surrounding whitespace, is longer than that many
+    characters and holds no stop string: more tokens can only make it longer, so an exact-match
+    scorer whose longest answer has ``give_up_chars`` characters already knows it failed (the
+    returned text is then that truncated output).
     """
     max_length = max_length or model_max_length(model, tokenizer)
     budget = max(1, max_length - max_new_tokens)
