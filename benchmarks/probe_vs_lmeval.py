@@ -259,12 +259,9 @@ def matmul_rate(model, dtype: torch.dtype, repeats: int = 5) -> float:
     return 2 * 2048 * hidden * inter / best
 
 
-def our_flops(model, tok, case: str, data, window: int, max_length: int) -> float:
-    """Matmul FLOPs of the work our engine does for one case: the linear layers of the body for
-    every forwarded token, the vocabulary projection of every scored position, and QK/AV over
-    every attended (query, key) pair. The least any engine needs for the same numbers with the
-    same windows, so ``lm-eval seconds ÷ (FLOPs ÷ matmul rate)`` is the largest speed-up any
-    engine could show at this precision on this machine (the *ceiling* column)."""
+def our_work(tok, case: str, data, window: int, max_length: int) -> tuple[int, int, int]:
+    """What our engine computes for one case: (forwarded tokens, scored positions projected onto
+    the vocabulary, attended (query, key) pairs per layer), padding excluded."""
     from ckpt_toolkit.probes.engine import (
         MIN_SHARED_PREFIX,
         _encode_group,
@@ -273,13 +270,6 @@ def our_flops(model, tok, case: str, data, window: int, max_length: int) -> floa
         tok_encode,
     )
 
-    cfg = model.config
-    emb = model.get_input_embeddings().weight.numel()
-    body = sum(p.numel() for p in model.base_model.parameters()) - emb
-    head = model.get_output_embeddings().weight.numel()
-    d_attn = cfg.num_attention_heads * getattr(
-        cfg, "head_dim", cfg.hidden_size // cfg.num_attention_heads
-    )
     tokens = scored = pairs = 0
     if case.startswith("mc"):
         enc = [_encode_group(tok, c, ch, max_length) for c, ch, _ in data]
@@ -304,6 +294,22 @@ def our_flops(model, tok, case: str, data, window: int, max_length: int) -> floa
                 tokens += t
                 scored += e - b - s
                 pairs += t * (t + 1) // 2
+    return tokens, scored, pairs
+
+
+def our_flops(model, tok, case: str, data, window: int, max_length: int) -> float:
+    """Matmul FLOPs of :func:`our_work`: the linear layers of the body for every forwarded
+    token, the vocabulary projection of every scored position, and QK/AV over every attended
+    pair. The least any engine needs for the same numbers with the same windows, so ``lm-eval
+    seconds ÷ (FLOPs ÷ matmul rate)`` is the largest speed-up any engine could show at this
+    precision on this machine (the *ceiling* column)."""
+    cfg = model.config
+    emb = model.get_input_embeddings().weight.numel()
+    body = sum(p.numel() for p in model.base_model.parameters() if p.dim() == 2) - emb
+    head = model.get_output_embeddings().weight.numel()
+    heads = cfg.num_attention_heads
+    d_attn = heads * (getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
+    tokens, scored, pairs = our_work(tok, case, data, window, max_length)
     return 2 * body * tokens + 2 * head * scored + 4 * d_attn * pairs * cfg.num_hidden_layers
 
 

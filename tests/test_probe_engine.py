@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -240,6 +241,34 @@ def test_give_up_stops_only_rows_that_cannot_match(lm):
             greedy_generate(model, tok, contexts, max_new_tokens=12, stop=(), give_up_chars=0), full
         )
     )
+
+
+def test_kv_cache_goes_under_the_keyword_the_model_takes(lm):
+    """transformers 5 renamed forward's ``past_key_values`` to ``cache`` and drops the old name
+    in 5.40: the engine passes whichever name the model's forward takes, so the installed
+    release raises no deprecation warning and a 4.x-style signature still gets its cache."""
+    from ckpt_toolkit.probes.engine import _cache_keyword
+
+    class Old(torch.nn.Module):
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None):
+            return input_ids
+
+    class New(torch.nn.Module):
+        def forward(self, input_ids=None, cache=None, use_cache=None):
+            return input_ids
+
+    assert _cache_keyword(Old()) == "past_key_values"
+    assert _cache_keyword(New()) == "cache"
+    model, tok = lm
+    shots = "Q: one? A: 1\nQ: two? A: 2\nQ: three? A: 3\n"
+    reqs = [(shots + "Q: four? A:", [" 4", " 5 6"]), (shots + "Q: five? A:", [" 5", " 7"])]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*past_key_values.*", category=FutureWarning)
+        cached = score_choices(model, tok, reqs, method="cache")
+        packed = score_choices(model, tok, reqs, method="packed")  # shared shots: a KV cache
+        greedy_generate(model, tok, ["The capital of"], max_new_tokens=3, stop=())
+    for a, b in zip(cached, packed):
+        assert [x.logprob for x in a] == pytest.approx([x.logprob for x in b], abs=1e-4)
 
 
 def test_span_corruption_is_deterministic_and_reconstructs_the_text(lm):

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import logging
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,29 +22,6 @@ from .ref import CheckpointRef
 from .resolve import resolve_source
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")
-
-#: transformers >= 5 renamed the ``past_key_values`` argument/output to ``cache`` and logs this
-#: once per process, which a sweep of many worker processes prints once per checkpoint. The probe
-#: engine keeps the old name on purpose (it must run on transformers 4.x too, where ``cache``
-#: does not exist), so the message is about our compatibility choice and says nothing a user can
-#: act on: it is filtered here, where every model is loaded.
-_CACHE_RENAME_NOTICE = "`past_key_values`/`cache_params` are deprecated"
-
-
-class _DropCacheRenameNotice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return _CACHE_RENAME_NOTICE not in record.getMessage()
-
-
-def _quiet_cache_rename_notice() -> None:
-    """Install the filter described at :data:`_CACHE_RENAME_NOTICE` (idempotent)."""
-    logger = logging.getLogger("transformers.utils.generic")
-    if not any(isinstance(f, _DropCacheRenameNotice) for f in logger.filters):
-        logger.addFilter(_DropCacheRenameNotice())
-    # the same notice as a FutureWarning, as some transformers releases raise it
-    warnings.filterwarnings(
-        "ignore", message=r".*past_key_values.*deprecated", category=FutureWarning
-    )
 
 
 class LoadedCheckpoint(NamedTuple):
@@ -133,7 +108,6 @@ def load_checkpoint(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one bar per sweep is ours; not one per tensor file
-    _quiet_cache_rename_notice()
     ref = _as_ref(ref_or_path)
     folder = local_folder(ref)
     torch_dtype = _torch_dtype(dtype)

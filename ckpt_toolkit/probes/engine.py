@@ -18,6 +18,7 @@ with explicit position ids that continue each context's own length.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -127,17 +128,27 @@ class _Heads:
                 full = model(input_ids=ids, use_cache=False).logits
                 mine = self.head(self.body(input_ids=ids, use_cache=False).last_hidden_state)
             self.split = full.shape == mine.shape and torch.allclose(full, mine, atol=1e-5)
+        self.cache_keyword = _cache_keyword(self.body if self.split else model)
 
-    def __call__(self, **kwargs) -> tuple[torch.Tensor, object]:
-        """Hidden states (or logits if not split) and the returned cache."""
-        if self.split:
-            out = self.body(**kwargs)
-            return out.last_hidden_state, out.past_key_values
-        out = self.model(**kwargs)
-        return out.logits, out.past_key_values
+    def __call__(self, cache=None, **kwargs) -> tuple[torch.Tensor, object]:
+        """Hidden states (or logits if not split) and the returned KV cache. ``cache`` goes to
+        the model under the keyword its ``forward`` takes (:func:`_cache_keyword`)."""
+        target = self.body if self.split else self.model
+        if cache is not None:
+            kwargs[self.cache_keyword] = cache
+        out = target(**kwargs)
+        states = out.last_hidden_state if self.split else out.logits
+        returned = getattr(out, "cache", None)
+        return states, returned if returned is not None else getattr(out, "past_key_values", None)
 
     def logits(self, states: torch.Tensor) -> torch.Tensor:
         return self.head(states).float() if self.split else states.float()
+
+
+def _cache_keyword(module) -> str:
+    """``cache`` where ``module.forward`` takes it (transformers 5 renamed the argument and
+    drops the old name in 5.40), else ``past_key_values`` (transformers 4)."""
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
 
 _HEADS_ATTR = "_ckpt_probe_heads"
@@ -229,9 +240,7 @@ def _score_cached(
         width = ids.shape[1]
         cache = _new_cache(model)
         pos = torch.arange(width, device=device).unsqueeze(0).expand(len(idx), -1)
-        states, cache = heads(
-            input_ids=ids, position_ids=pos, past_key_values=cache, use_cache=True
-        )
+        states, cache = heads(input_ids=ids, position_ids=pos, cache=cache, use_cache=True)
         last = heads.logits(states[torch.arange(len(idx), device=device), lens - 1])
         first_lp = torch.log_softmax(last, dim=-1)  # predicts every choice's first token
         # one row per (context, choice)
@@ -259,7 +268,7 @@ def _score_cached(
                 input_ids=inp,
                 attention_mask=mask,
                 position_ids=cpos,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
             logp = torch.log_softmax(heads.logits(states), dim=-1)  # (rows, rest, vocab)
@@ -341,9 +350,7 @@ def _prefix_cache(model, heads: _Heads, prefix: list[int]):
     device = _device(model)
     ids = torch.tensor([prefix], device=device)
     pos = torch.arange(len(prefix), device=device)[None]
-    _, cache = heads(
-        input_ids=ids, position_ids=pos, past_key_values=_new_cache(model), use_cache=True
-    )
+    _, cache = heads(input_ids=ids, position_ids=pos, cache=_new_cache(model), use_cache=True)
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
@@ -413,7 +420,7 @@ def _score_packed(
             input_ids=ids,
             attention_mask=mask,
             position_ids=pos,
-            past_key_values=cache,
+            cache=cache,
             use_cache=cache is not None,
         )
         # gather (row, position, target) for every scored token of every choice
@@ -575,7 +582,7 @@ def greedy_generate(
         width = ids.shape[1]
         pos = torch.arange(width, device=device).unsqueeze(0).expand(n, -1)
         states, cache = heads(
-            input_ids=ids, position_ids=pos, past_key_values=_new_cache(model), use_cache=True
+            input_ids=ids, position_ids=pos, cache=_new_cache(model), use_cache=True
         )
         logits = heads.logits(states[torch.arange(n, device=device), lens - 1])
         mask = (torch.arange(width, device=device)[None, :] < lens[:, None]).long()
@@ -603,7 +610,7 @@ def greedy_generate(
                 input_ids=nxt[:, None],
                 attention_mask=mask,
                 position_ids=(lens + step)[:, None],
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
             logits = heads.logits(states[:, -1])
