@@ -138,8 +138,7 @@ class _Heads:
             kwargs[self.cache_keyword] = cache
         out = target(**kwargs)
         states = out.last_hidden_state if self.split else out.logits
-        returned = getattr(out, "cache", None)
-        return states, returned if returned is not None else getattr(out, "past_key_values", None)
+        return states, getattr(out, self.cache_keyword, None)  # the output uses the same name
 
     def logits(self, states: torch.Tensor) -> torch.Tensor:
         return self.head(states).float() if self.split else states.float()
