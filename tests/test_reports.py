@@ -4,6 +4,7 @@ index, kernel choice and the CLI — on tiny notebooks (no analysis imports, fas
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def nb_dir(tmp_path_factory) -> Path:
         "names: list = []  # labels\n"
         "flag: bool = False  # a switch\n",
         [
-            "import time\n"
+            "import os, time\n"
+            "print('kernel cwd', os.getcwd())\n"
             "if mode == 'fail':\n    raise RuntimeError('boom: the notebook failed on purpose')\n"
             "if mode == 'sleep':\n    time.sleep(60)\n",
             "from IPython.display import HTML, display\n"
@@ -144,6 +146,30 @@ def batch(nb_dir, store, tmp_path_factory):
         ["tiny"], store, out, grid=grid, notebooks=nb_dir, timeout=12, progress=True, jobs=2
     )
     return out, results
+
+
+def test_parallel_notebooks_never_change_the_process_directory(
+    nb_dir, store, tmp_path, monkeypatch
+):
+    """Notebooks run side by side in threads of one process. papermill's ``cwd=`` chdirs the
+    whole process, so another notebook's relative output folder could resolve against it
+    ("output folder reports doesn't exist" in a make demo). Kernels still start in the
+    notebook's folder."""
+    monkeypatch.chdir(tmp_path)
+    real_chdir, calls = os.chdir, []
+    monkeypatch.setattr(os, "chdir", lambda p: calls.append(p) or real_chdir(p))
+    grid = [{"mode": "ok", "n": n} for n in (1, 2, 3)]
+    results = run_reports(
+        ["tiny"], store, "rel-out", grid=grid, notebooks=nb_dir, jobs=3, progress=False
+    )
+    assert [r.status for r in results] == ["ok"] * 3
+    # papermill's file IO still chdirs around each read and write, but only to where we are
+    assert {Path(p).resolve() for p in calls} <= {tmp_path.resolve()}
+    assert Path.cwd() == tmp_path
+    htmls = sorted(p.name for p in (tmp_path / "rel-out").glob("tiny__*.html"))
+    assert htmls == [f"tiny__mode-ok__n-{n}.html" for n in (1, 2, 3)]
+    executed = (tmp_path / "rel-out" / "tiny__mode-ok__n-1.ipynb").read_text()
+    assert f"kernel cwd {nb_dir.resolve()}" in executed
 
 
 def test_batch_names_status_and_outputs(batch):

@@ -202,7 +202,9 @@ def run_reports(
         raise StoreError(f"results store not found: {store}")
     if jobs is not None:
         _workers(jobs, 1)  # a bad --jobs fails before anything runs
-    nb_dir = notebooks_dir(notebooks)
+    # absolute paths: notebooks run side by side in threads, and papermill resolves relative
+    # paths against a process-wide working directory
+    nb_dir = notebooks_dir(notebooks).resolve()
     selected = _resolve_names(names, nb_dir)
     declared = {n: declared_parameters(nb_dir / f"{n}.ipynb") for n in selected}
     loaded = _load(params, "params")
@@ -243,7 +245,7 @@ def run_reports(
             raise ParameterError(f"two parameter sets give the same output name {name!r}")
         seen.add(name)
 
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     kernel_name = kernel or choose_kernel()
     previous = _previous_entries(out)
@@ -488,7 +490,10 @@ def run_one(
             str(out_nb),
             parameters=params,
             kernel_name=kernel_name,
-            cwd=str(notebook.parent),
+            # the kernel starts in the notebook's folder (nbclient's resources path); papermill's
+            # own cwd= would os.chdir the whole process, which races between notebooks run by
+            # threads (a relative path then resolves against another notebook's folder)
+            resources={"metadata": {"path": str(notebook.parent)}},
             progress_bar=False,
             report_mode=False,
             start_timeout=120,
