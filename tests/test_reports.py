@@ -155,6 +155,9 @@ def test_parallel_notebooks_never_change_the_process_directory(
     whole process, so another notebook's relative output folder could resolve against it
     ("output folder reports doesn't exist" in a make demo). Kernels still start in the
     notebook's folder."""
+    from papermill.iorw import papermill_io
+
+    papermill_io.get_handler("local").cwd(os.getcwd())  # as a previous batch may leave it
     monkeypatch.chdir(tmp_path)
     real_chdir, calls = os.chdir, []
     monkeypatch.setattr(os, "chdir", lambda p: calls.append(p) or real_chdir(p))
@@ -166,6 +169,7 @@ def test_parallel_notebooks_never_change_the_process_directory(
     # papermill's file IO still chdirs around each read and write, but only to where we are
     assert {Path(p).resolve() for p in calls} <= {tmp_path.resolve()}
     assert Path.cwd() == tmp_path
+    assert papermill_io.get_handler("local")._cwd is None  # nothing stale left for the next run
     htmls = sorted(p.name for p in (tmp_path / "rel-out").glob("tiny__*.html"))
     assert htmls == [f"tiny__mode-ok__n-{n}.html" for n in (1, 2, 3)]
     executed = (tmp_path / "rel-out" / "tiny__mode-ok__n-1.ipynb").read_text()

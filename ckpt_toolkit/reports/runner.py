@@ -205,6 +205,7 @@ def run_reports(
     # absolute paths: notebooks run side by side in threads, and papermill resolves relative
     # paths against a process-wide working directory
     nb_dir = notebooks_dir(notebooks).resolve()
+    _clear_papermill_io_cwd()
     selected = _resolve_names(names, nb_dir)
     declared = {n: declared_parameters(nb_dir / f"{n}.ipynb") for n in selected}
     loaded = _load(params, "params")
@@ -410,6 +411,27 @@ def _environ(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _clear_papermill_io_cwd() -> None:
+    """papermill's local file handler keeps one process-wide directory that it chdirs into
+    around every read and write; each execute sets it on entry and restores the previous value
+    on exit, so executes interleaved by threads can leave a stale one behind (a directory this
+    process has since left). Cleared before reading notebooks and after a batch; our paths are
+    all absolute."""
+    from papermill.iorw import papermill_io
+
+    papermill_io.get_handler("local").cwd(None)
+
+
+@contextlib.contextmanager
+def _papermill_io_cwd_cleared() -> Iterator[None]:
+    """:func:`_clear_papermill_io_cwd` before and after the block."""
+    _clear_papermill_io_cwd()
+    try:
+        yield
+    finally:
+        _clear_papermill_io_cwd()
+
+
 def _run_parallel(
     todo: list[tuple[int, str, dict[str, Any], str, str | None]],
     nb_dir: Path,
@@ -435,7 +457,11 @@ def _run_parallel(
     last = {name: float(e.get("seconds") or 0.0) for name, e in previous.items()}
     order = sorted(todo, key=lambda t: (-last.get(t[3], 0.0), -_COST_HINT.get(t[1], 0)))
     results: dict[int, ReportResult] = {}
-    with _environ(env), ThreadPoolExecutor(workers, thread_name_prefix="ckpt-report") as pool:
+    with (
+        _environ(env),
+        _papermill_io_cwd_cleared(),
+        ThreadPoolExecutor(workers, thread_name_prefix="ckpt-report") as pool,
+    ):
         futures = {
             pool.submit(
                 run_one, nb_dir / f"{report}.ipynb", out, name, p, kernel_name, timeout,
