@@ -422,16 +422,6 @@ def _clear_papermill_io_cwd() -> None:
     papermill_io.get_handler("local").cwd(None)
 
 
-@contextlib.contextmanager
-def _papermill_io_cwd_cleared() -> Iterator[None]:
-    """:func:`_clear_papermill_io_cwd` before and after the block."""
-    _clear_papermill_io_cwd()
-    try:
-        yield
-    finally:
-        _clear_papermill_io_cwd()
-
-
 def _run_parallel(
     todo: list[tuple[int, str, dict[str, Any], str, str | None]],
     nb_dir: Path,
@@ -459,9 +449,10 @@ def _run_parallel(
     results: dict[int, ReportResult] = {}
     with (
         _environ(env),
-        _papermill_io_cwd_cleared(),
+        contextlib.ExitStack() as cleanup,
         ThreadPoolExecutor(workers, thread_name_prefix="ckpt-report") as pool,
     ):
+        cleanup.callback(_clear_papermill_io_cwd)  # run_reports cleared it before reading
         futures = {
             pool.submit(
                 run_one, nb_dir / f"{report}.ipynb", out, name, p, kernel_name, timeout,
